@@ -121,6 +121,7 @@ class ProblemWork:
     q0_source: str
     stoppers: list[EarlyStopper]
     tokens: list[int] = field(default_factory=list)  # generated rollout tokens per sample
+    draws: dict = field(default_factory=dict)        # (sample or None, index) -> outcomes in order
 
     def done(self) -> bool:
         return all(s.done() for s in self.stoppers)
@@ -223,6 +224,7 @@ def run_jobs(cfg: AnnotateConfig, engine: Engine, jobs: list[Job], stats: Counte
             res = results[pos: pos + len(cs)]
             pos += len(cs)
             wins = sum(bool(r.correct) for r in res)
+            job.work.draws.setdefault((job.sample, job.index), []).extend(int(bool(r.correct)) for r in res)
             stats["verify_timeouts"] += sum(r.status == "timeout" for r in res)
             stats["rollouts"] += len(cs)
             toks = sum(c.completion_tokens for c in cs)
@@ -243,7 +245,10 @@ def build_annotation(cfg: AnnotateConfig, w: ProblemWork, si: int) -> Annotation
     q0 = w.q0
     return Annotation(
         problem_id=s.problem_id, sample_id=s.sample_id, response=s.response, chunks=s.chunks,
-        correct=s.correct, sampling=s.sampling, extra=dict(s.extra),
+        correct=s.correct, sampling=s.sampling,
+        extra={**s.extra, "rollout_tokens": w.tokens[si],
+               "draws": {"q0": w.draws.get((None, 0), []),
+                         "chunks": [w.draws.get((si, j), []) for j in range(1, H)]}},
         successes=[t.k for t in mid] + [int(bool(s.correct))],
         rollouts=[t.m for t in mid] + [0],
         q0={"successes": q0.k, "rollouts": q0.m, "source": w.q0_source},

@@ -100,6 +100,7 @@ def cached_conversion(target: Path, convert: Callable[[Path], None], info: dict 
             tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{target.name}.tmp-"))
             try:
                 convert(tmp)
+                _make_readable(tmp)
                 marker = {"created": time.strftime("%Y-%m-%dT%H:%M:%S"), **(info or {})}
                 (tmp / COMPLETE_MARKER).write_text(json.dumps(marker, indent=1) + "\n")
                 os.rename(tmp, target)
@@ -109,6 +110,14 @@ def cached_conversion(target: Path, convert: Callable[[Path], None], info: dict 
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
     return target
+
+
+def _make_readable(root: Path) -> None:
+    """Give the converted files the umask's permissions (mkdtemp and some writers use 0700/0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in [root, *root.rglob("*")]:
+        path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
 
 
 def convert_gguf(gguf: Path, out: Path) -> None:
@@ -126,7 +135,8 @@ def convert_gguf(gguf: Path, out: Path) -> None:
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     config_dict = loaded.config.to_dict()
     config_dict.pop("quantization_config", None)
-    config_dict.pop("_name_or_path", None)
+    for key in ("_name_or_path", "_model_name_or_path"):  # the GGUF's free-text name, not a path
+        config_dict.pop(key, None)
     config = AutoConfig.for_model(**config_dict)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     missing, unexpected = model.load_state_dict(loaded.state_dict(), strict=False)

@@ -101,9 +101,9 @@ def response_body(completions: list[list[Completion]], model: str, chat: bool) -
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server: "EngineHTTPServer"
+    server: EngineHTTPServer
 
-    def log_message(self, format, *args):  # noqa: A002 - keep the test output and the terminal quiet
+    def log_message(self, format, *args):
         pass
 
     def _send(self, status: int, obj: dict) -> None:
@@ -117,7 +117,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _error(self, status: int, message: str, kind: str = "invalid_request_error") -> None:
         self._send(status, {"error": {"message": message, "type": kind, "code": status}})
 
-    def do_GET(self):  # noqa: N802 - http.server's naming
+    def do_GET(self):
         if self.path.rstrip("/") == "/v1/models":
             self._send(200, {"object": "list", "data": [
                 {"id": self.server.model_name, "object": "model", "created": 0, "owned_by": "stepwiser"}]})
@@ -126,7 +126,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._error(404, f"no route GET {self.path}")
 
-    def do_POST(self):  # noqa: N802
+    def do_POST(self):
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
         path = self.path.rstrip("/")
@@ -177,7 +177,8 @@ def serve(engine: Engine, host: str = "127.0.0.1", port: int = 0,
     """Serve `engine` in a daemon thread; returns (server, thread, base URL). Port 0 picks a free port.
     Stop it with `server.shutdown(); server.server_close()`."""
     server = EngineHTTPServer(engine, (host, port), model_name)
-    thread = threading.Thread(target=server.serve_forever, name="stepwiser-openai-server", daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                              name="stepwiser-openai-server", daemon=True)
     thread.start()
     bound_host, bound_port = server.server_address[:2]
     return server, thread, f"http://{bound_host}:{bound_port}"
