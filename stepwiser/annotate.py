@@ -50,8 +50,8 @@ class AnnotateConfig:
     q0: str = "rollouts"
     early_stop: str = "off"
     delta: float = 0.05
-    round_size: int | None = None   # rollouts per index per round; None: M when off, else 4
-    min_rollouts: int = 4
+    round_size: int | None = None   # rollouts per index per round; None: M when off, else 2
+    min_rollouts: int = 2
     prior_from: str | None = None
     chunk_style: str = "tags"
     seed: int = 0
@@ -88,7 +88,7 @@ class AnnotateConfig:
     def stop_config(self) -> StopConfig:
         if self.early_stop == "off":
             return StopConfig("off", round_size=self.round_size or self.rollouts, delta=self.delta, min_rollouts=0)
-        return StopConfig(self.early_stop, self.round_size or 4, self.delta, self.min_rollouts)
+        return StopConfig(self.early_stop, self.round_size or 2, self.delta, self.min_rollouts)
 
     def sampling_record(self) -> dict:
         return {"model": self.policy, "temperature": self.temperature, "top_p": self.top_p,

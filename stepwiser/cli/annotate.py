@@ -29,8 +29,8 @@ LABELS = "abs_q,rel_ratio,rel_effective"
                    "error probability <= delta (agreement measured in benchmarks/earlystop.py).")
 @click.option("--delta", type=float, default=0.05, show_default=True, help="confident mode error bound.")
 @click.option("--round-size", type=int, default=None,
-              help="Rollouts per index per round (default: M with --early-stop off, else 4).")
-@click.option("--min-rollouts", type=int, default=4, show_default=True, help="confident: rollouts before a pause.")
+              help="Rollouts per index per round (default: M with --early-stop off, else 2).")
+@click.option("--min-rollouts", type=int, default=2, show_default=True, help="confident: rollouts before a pause.")
 @click.option("--prior-from", type=click.Path(exists=True, dir_okay=False), default=None,
               help="confident: fit the prior on Q from an earlier full-M annotation file (empirical Bayes).")
 @click.option("--chunk-style", type=click.Choice(["tags", "blank"]), default="tags", show_default=True)
