@@ -148,7 +148,7 @@ def _check_q0_samples(cfg: AnnotateConfig, samples: list[Sample]) -> None:
 def reference_parses(answer: str, timeout: float) -> bool:
     """A reference answer is usable if math-verify finds it equal to itself."""
     from .verify import check
-    return bool(answer.strip()) and check(f"\\boxed{{{answer}}}", answer, timeout=timeout).correct
+    return bool(answer.strip()) and check(f"\\boxed{{{answer}}}", answer, timeout=timeout, fast=False).correct
 
 
 def make_work(cfg: AnnotateConfig, problem: Problem, samples: list[Sample], skips: SkipLog,
