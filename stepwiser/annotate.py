@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from .chunks import STYLES, render_chunks
 from .earlystop import MODES, EarlyStopper, GridPrior, StopConfig, Tally
-from .engines import Engine, Request, SamplingParams
+from .engines import Engine, Request, SamplingParams, as_engine
 from .labels import LABEL_TYPES, LabelParams, check_method
 from .prompts import policy_messages
 from .records import Annotation, JsonlWriter, Problem, RunManifest, Sample, content_hash, read_records
@@ -301,6 +301,8 @@ def run_annotate(cfg: AnnotateConfig, engine: Engine, overwrite: bool = False, p
     writer = JsonlWriter(cfg.out, sample_key)
     queue = [pid for pid, g in groups.items() if any(s.key not in writer for s in g)]
     stats: Counter = Counter()
+    if queue:
+        engine = as_engine(engine)
     active: list[ProblemWork] = []
     t0 = time.time()
     total_chunks = sum(len(s.chunks) for g in groups.values() for s in g)

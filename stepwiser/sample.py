@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 
 from .chunks import STYLES, outside_text, parse_chunks
-from .engines import Engine, Request, SamplingParams
+from .engines import Engine, Request, SamplingParams, as_engine
 from .prompts import policy_messages
 from .records import JsonlWriter, Problem, RunManifest, Sample, content_hash, read_records, write_jsonl
 
@@ -123,6 +123,8 @@ def run_sample(cfg: SampleConfig, engine: Engine, overwrite: bool = False, progr
         stats.add(Sample.from_dict(obj), obj.get("completion_tokens", 0), obj.get("answer_status", ""))
     todo = [p for p in problems if any(f"{p.id}/{j}" not in writer for j in range(cfg.n))]
     params = cfg.sampling_params()
+    if todo:
+        engine = as_engine(engine)
     t0 = time.time()
     with writer, StageProgress("sample", len(problems), "problems", rates=("samples", "tokens"),
                                enabled=progress) as bar:

@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from .chunks import parse_chunks, render_chunks, segmentation_problems
-from .engines import Engine, Request, SamplingParams
+from .engines import Engine, Request, SamplingParams, as_engine
 from .records import JsonlWriter, Problem, RunManifest, Sample, SFTExample, read_records
 from .sample import request_seed
 
@@ -94,6 +94,8 @@ def run_segment(cfg: SegmentConfig, engine: Engine, overwrite: bool = False, pro
     failed = JsonlWriter(cfg.out + ".failed.jsonl", _key)
     pending = [s for s in chosen if s.key not in ok and s.key not in failed]
     reasons: dict[str, Counter] = {s.key: Counter() for s in pending}
+    if pending:
+        engine = as_engine(engine)
     t0, tried = time.time(), 0
     with ok, failed, StageProgress("segment", len(chosen), "responses", enabled=progress) as bar:
         bar.advance(len(chosen) - len(pending))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from .common import build_engine, engine_options, overwrite_option
+from .common import LazyEngine, engine_options, overwrite_option
 
 LABELS = "abs_q,rel_ratio,rel_effective"
 
@@ -73,5 +73,5 @@ def command(policy, samples, problems, out, rollouts, temperature, top_p, max_to
                          round_size=round_size, min_rollouts=min_rollouts, prior_from=prior_from,
                          chunk_style=chunk_style, seed=seed, shard=shard, engine=engine_opts["engine"],
                          target_sequences=target_sequences)
-    with build_engine(policy, engine_opts) as engine:
-        print_summary("annotate", run_annotate(cfg, engine, overwrite=overwrite))
+    with LazyEngine(policy, engine_opts) as factory:
+        print_summary("annotate", run_annotate(cfg, factory, overwrite=overwrite))

@@ -79,6 +79,26 @@ def build_engine(model: str, opts: dict):
     return make_engine(opts["engine"], model, **engine_kwargs(opts))
 
 
+class LazyEngine:
+    """A context manager giving a zero-argument engine factory: the model is loaded only if the stage
+    has work to do, after its inputs were validated; closed on exit."""
+
+    def __init__(self, model: str, opts: dict):
+        self.model, self.opts, self.engine = model, opts, None
+
+    def __call__(self):
+        if self.engine is None:
+            self.engine = build_engine(self.model, self.opts)
+        return self.engine
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.engine is not None:
+            self.engine.close()
+
+
 def overwrite_option(f):
     return click.option("--overwrite", is_flag=True,
                         help="Delete an existing output made with a different config and start over.")(f)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from .common import build_engine, engine_options, overwrite_option
+from .common import LazyEngine, engine_options, overwrite_option
 
 
 @click.command("sample")
@@ -35,7 +35,7 @@ def command(policy, problems, out, n, temperature, top_p, max_tokens, seed, chun
     cfg = SampleConfig(policy=policy, problems=problems, out=out, n=n, temperature=temperature, top_p=top_p,
                        max_tokens=max_tokens, seed=seed, chunk_style=chunk_style, engine=engine_opts["engine"],
                        batch_problems=batch_problems, filtered_out=filtered_out, limit=limit)
-    with build_engine(policy, engine_opts) as engine:
-        summary = run_sample(cfg, engine, overwrite=overwrite)
+    with LazyEngine(policy, engine_opts) as factory:
+        summary = run_sample(cfg, factory, overwrite=overwrite)
     from ..report_text import print_summary
     print_summary("sample", summary)

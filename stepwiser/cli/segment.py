@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from .common import build_engine, engine_options, overwrite_option
+from .common import LazyEngine, engine_options, overwrite_option
 
 
 @click.command("segment")
@@ -35,5 +35,5 @@ def command(teacher, samples, problems, out, attempts, temperature, max_tokens, 
     cfg = SegmentConfig(teacher=teacher, samples=samples, problems=problems, out=out, attempts=attempts,
                         temperature=temperature, max_tokens=max_tokens, max_per_problem=max_per_problem,
                         seed=seed, engine=engine_opts["engine"], batch=batch)
-    with build_engine(teacher, engine_opts) as engine:
-        print_summary("segment", run_segment(cfg, engine, overwrite=overwrite))
+    with LazyEngine(teacher, engine_opts) as factory:
+        print_summary("segment", run_segment(cfg, factory, overwrite=overwrite))

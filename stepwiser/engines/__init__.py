@@ -24,4 +24,10 @@ def make_engine(engine: str, model: str, **options) -> Engine:
     raise ValueError(f"unknown engine {engine!r}; allowed: {', '.join(ENGINES)}")
 
 
-__all__ = ["Completion", "Engine", "EngineError", "Request", "SamplingParams", "ENGINES", "make_engine"]
+def as_engine(engine_or_factory) -> Engine:
+    """Stages accept an Engine or a zero-argument factory, so a model is loaded only when there is
+    work to do (and after the inputs were validated)."""
+    return engine_or_factory if isinstance(engine_or_factory, Engine) else engine_or_factory()
+
+
+__all__ = ["as_engine", "Completion", "Engine", "EngineError", "Request", "SamplingParams", "ENGINES", "make_engine"]
