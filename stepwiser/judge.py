@@ -112,8 +112,9 @@ def majority(verdicts: list[int | None]) -> int | None:
 class Judgment:
     verdicts: list            # per sample: 1, 0 or None (unparsed)
     texts: list = field(default_factory=list)   # the judge's outputs (analyses)
-    tokens: int = 0
+    tokens: int = 0              # generated tokens, all samples together
     scores: list | None = None   # discriminative judges: P(positive) per sample
+    prompt_tokens: int = 0       # tokens of the judge prompt (chat template applied)
 
     @property
     def verdict(self) -> int | None:
@@ -137,7 +138,10 @@ class StepJudge(Protocol):
 
 
 class GenerativeJudge:
-    """A chat model that writes an analysis (cot=True) or a bare verdict, on any engine."""
+    """A chat model that writes an analysis (cot=True) or a bare verdict, on any engine.
+
+    The engine applies the judge model's chat template; a tokenizer without one raises EngineError
+    naming the model (no fallback: a raw prompt would not be the prompt the judge was trained on)."""
 
     def __init__(self, engine: Engine, cot: bool = True, max_tokens: int = 1024, seed: int = 0,
                  temperature: float | None = None):
@@ -159,7 +163,8 @@ class GenerativeJudge:
         out = []
         for comps in self.engine.generate(reqs, params):
             out.append(Judgment(verdicts=[parse_verdict(c.text) for c in comps], texts=[c.text for c in comps],
-                                tokens=sum(c.completion_tokens for c in comps)))
+                                tokens=sum(c.completion_tokens for c in comps),
+                                prompt_tokens=comps[0].prompt_tokens if comps else 0))
         return out
 
 

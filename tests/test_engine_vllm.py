@@ -34,7 +34,8 @@ def test_sampling_kwargs_maps_our_params():
 def test_llm_kwargs():
     assert llm_kwargs("/m") == {"model": "/m", "tokenizer": "/m", "tensor_parallel_size": 1,
                                 "gpu_memory_utilization": 0.9, "enforce_eager": False,
-                                "enable_prefix_caching": True, "seed": 0, "dtype": "auto"}
+                                "enable_prefix_caching": True, "seed": 0, "dtype": "auto",
+                                "generation_config": "vllm"}
     kw = llm_kwargs("/m", tensor_parallel_size=2, max_model_len=4096, enable_prefix_caching=False, dtype="bfloat16")
     assert kw["max_model_len"] == 4096 and kw["tensor_parallel_size"] == 2
     assert kw["enable_prefix_caching"] is False and kw["dtype"] == "bfloat16"

@@ -49,7 +49,9 @@ def llm_kwargs(model_path: str, tensor_parallel_size: int = 1, gpu_memory_utiliz
     """Keyword arguments of `vllm.LLM` for one replica."""
     kwargs = {"model": model_path, "tokenizer": model_path, "tensor_parallel_size": tensor_parallel_size,
               "gpu_memory_utilization": gpu_memory_utilization, "enforce_eager": enforce_eager,
-              "enable_prefix_caching": enable_prefix_caching, "seed": seed, "dtype": dtype}
+              "enable_prefix_caching": enable_prefix_caching, "seed": seed, "dtype": dtype,
+              # use exactly our SamplingParams, not defaults from the model's generation_config (as hf does)
+              "generation_config": "vllm"}
     if max_model_len is not None:
         kwargs["max_model_len"] = max_model_len
     return kwargs
