@@ -25,7 +25,7 @@ from stepwiser.earlystop import GridPrior, StopConfig, simulate_problem
 from stepwiser.engines import Request, SamplingParams, make_engine
 from stepwiser.labels import LABEL_TYPES, LabelParams
 from stepwiser.prompts import policy_messages
-from stepwiser.records import Sample, write_jsonl
+from stepwiser.records import Sample, content_hash, write_jsonl
 from stepwiser.synth import generate_problems
 
 
@@ -52,10 +52,18 @@ def raw_throughput(engine, problems, samples, M: int, max_tokens: int) -> float:
     return sum(c.completion_tokens for cs in outs for c in cs) / (time.time() - t0)
 
 
-def replay(rows, M: int) -> list[tuple]:
-    """Replay recorded draws through exact / confident per label type; rollouts vs off, agreement."""
+def fit_prior(rows) -> GridPrior:
     counts = [(k, m) for r in rows for k, m in zip(r["successes"][:-1], r["rollouts"][:-1])]
-    prior = GridPrior.fit(counts + [(r["q0"]["successes"], r["q0"]["rollouts"]) for r in rows])
+    return GridPrior.fit(counts + [(r["q0"]["successes"], r["q0"]["rollouts"]) for r in rows])
+
+
+def replay(rows, M: int) -> list[tuple]:
+    """Replay recorded draws through exact / confident per label type; rollouts vs off, agreement.
+
+    The confident prior is cross-fitted: problems are split in two halves by id, and each half is
+    replayed with the prior fitted on the other half (never on its own draws)."""
+    halves = [[r for r in rows if hash_half(r["problem_id"]) == h] for h in (0, 1)]
+    priors = [fit_prior(halves[1 - h]) if halves[1 - h] else GridPrior.uniform() for h in (0, 1)]
     out = []
     for labels in [(t,) for t in LABEL_TYPES] + [LABEL_TYPES]:
         for mode in ("exact", "confident"):
@@ -64,8 +72,8 @@ def replay(rows, M: int) -> list[tuple]:
                 d = r["draws"]
                 rows_d = d["chunks"] + [[int(r["correct"])] * M]
                 cfg = StopConfig(mode, 2, 0.05, 2)
-                labs, q0_spent, sp = simulate_problem(d["q0"], [rows_d], M, labels, LabelParams(), cfg,
-                                                      prior=prior if mode == "confident" else None)
+                prior = priors[hash_half(r["problem_id"])] if mode == "confident" else None
+                labs, q0_spent, sp = simulate_problem(d["q0"], [rows_d], M, labels, LabelParams(), cfg, prior=prior)
                 spent += q0_spent + sum(sp[0])
                 full += M * len(d["chunks"]) + M
                 for t in labels:
@@ -73,6 +81,10 @@ def replay(rows, M: int) -> list[tuple]:
                     total += len(r["labels"][t])
             out.append(("+".join(labels) if len(labels) < 3 else "all three", mode, spent / full, agree / total))
     return out
+
+
+def hash_half(problem_id: str) -> int:
+    return int(content_hash(problem_id, 8), 16) % 2
 
 
 def main():

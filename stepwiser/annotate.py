@@ -76,8 +76,9 @@ class AnnotateConfig:
             raise ValueError(f"chunk_style must be one of {', '.join(STYLES)}")
         if self.rollouts < 1:
             raise ValueError("rollouts must be >= 1")
-        self.label_params  # validates gamma/alpha/n
-        self.stop_config   # validates delta/round_size
+        LabelParams(self.gamma, self.alpha, self.n)          # validates gamma/alpha/n
+        StopConfig(self.early_stop if self.early_stop != "off" else "exact", self.round_size or 2, self.delta,
+                   self.min_rollouts)                            # validates delta/round_size
         parse_shard(self.shard)
 
     @property

@@ -35,7 +35,7 @@ class _Record:
         return {**self.extra, **d}
 
     @classmethod
-    def from_dict(cls, d: dict, where: str = "") -> "_Record":
+    def from_dict(cls, d: dict, where: str = "") -> _Record:
         if not isinstance(d, dict):
             raise RecordError(f"{where}: expected a JSON object, got {type(d).__name__}")
         names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
@@ -345,7 +345,7 @@ class RunManifest:
 
     @classmethod
     def open(cls, output, stage: str, config: dict, inputs: Iterable = (), overwrite: bool = False,
-             volatile: Iterable[str] = (), outputs: Iterable = ()) -> "RunManifest":
+             volatile: Iterable[str] = (), outputs: Iterable = ()) -> RunManifest:
         from . import __version__
 
         path = manifest_path(output)

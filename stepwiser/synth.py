@@ -28,6 +28,7 @@ from fractions import Fraction
 from .arith import boxed_value, check_chunk_arithmetic, chunk_values, equations
 from .chunks import render_chunks
 from .errors import StepwiserError
+from .eval.metrics import processbench_f1  # the one implementation of the ProcessBench scores
 from .records import Problem
 from .synth_scenarios import NAMES, SCENARIOS, Event, Scenario
 
@@ -410,15 +411,6 @@ def generate_bench(n: int, seed: int, exclude_texts=(), *, min_steps: int = 3, m
     test = _bench_split(n, "test", seed, rng, seen, knobs)
     dev = _bench_split(n // 4, "dev", seed, rng, seen, knobs)
     return test, dev
-
-
-def processbench_f1(labels: list[int], predictions: list[int | None]) -> dict:
-    """ProcessBench scores in percent (C4): error_acc on label != -1, correct_acc on -1, their F1."""
-    err = [p == y for y, p in zip(labels, predictions) if y != -1]
-    ok = [p == y for y, p in zip(labels, predictions) if y == -1]
-    a = 100.0 * sum(err) / len(err) if err else 0.0
-    b = 100.0 * sum(ok) / len(ok) if ok else 0.0
-    return {"error_acc": a, "correct_acc": b, "f1": 2 * a * b / (a + b) if a + b else 0.0}
 
 
 def position_prior_f1(items: list[dict]) -> float:

@@ -2,8 +2,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stepwiser.chunks import (is_valid_segmentation, outside_text, parse_chunks, render_chunks,
-                              segmentation_problems, strip_tags)
+from stepwiser.chunks import (
+    is_valid_segmentation,
+    outside_text,
+    parse_chunks,
+    render_chunks,
+    segmentation_problems,
+    strip_tags,
+)
 
 
 def test_render_styles_exact():

@@ -6,8 +6,19 @@ import sys
 import pytest
 
 from stepwiser.errors import ConfigMismatchError
-from stepwiser.records import (JsonlWriter, Problem, RecordError, RunManifest, Sample, iter_jsonl,
-                               manifest_path, parse_record, read_records, repair_truncated_tail, write_jsonl)
+from stepwiser.records import (
+    JsonlWriter,
+    Problem,
+    RecordError,
+    RunManifest,
+    Sample,
+    iter_jsonl,
+    manifest_path,
+    parse_record,
+    read_records,
+    repair_truncated_tail,
+    write_jsonl,
+)
 
 
 def key(o):

@@ -4,7 +4,7 @@ import pytest
 from fakes import FakeEngine
 
 from stepwiser.errors import ConfigMismatchError
-from stepwiser.records import Problem, read_records, Sample, write_jsonl
+from stepwiser.records import Problem, Sample, read_records, write_jsonl
 from stepwiser.sample import SampleConfig, run_sample
 
 
@@ -54,7 +54,7 @@ def test_sample_resume_equals_uninterrupted(tmp_path):
     eng = FakeEngine(policy)
     run_sample(cfg, eng, progress=False)
     assert sum(eng.calls) == 4  # only problems with missing samples were regenerated
-    key = lambda o: (o["problem_id"], o["sample_id"])  # noqa: E731
+    key = lambda o: (o["problem_id"], o["sample_id"])
     a = sorted((json.loads(x) for x in full.read_text().splitlines()), key=key)
     b = sorted((json.loads(x) for x in part.read_text().splitlines()), key=key)
     assert a == b

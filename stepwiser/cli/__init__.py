@@ -79,7 +79,7 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         click.echo("Interrupted; outputs written so far are kept and the stage resumes on rerun.", err=True)
         return 130
-    except Exception as e:  # noqa: BLE001 - the one place that turns failures into exit code 1
+    except Exception as e:
         if debug:
             raise
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
