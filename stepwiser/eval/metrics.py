@@ -1,0 +1,117 @@
+"""ProcessBench scores (STEPWISER.md 2.4, contract C4): pure functions, percentages.
+
+Per subset: ``error_acc`` = share of items with label != -1 whose prediction is exactly the label,
+``correct_acc`` = share of items with label == -1 predicted -1, ``f1`` = 2ab / (a + b) (0 when
+a + b = 0). A null prediction (the judge's output could not be parsed, or a missing prediction) is
+wrong. **(our convention)** a subset without error items has error_acc 0 (likewise correct_acc), so
+its F1 is 0: such a subset cannot show that a judge finds errors (or accepts correct solutions). The
+reported score is the unweighted mean of the subset F1s.
+
+Intervals: a percentile bootstrap. Each replicate resamples the items of every subset with
+replacement (within the subset, so subset sizes are kept) and recomputes each F1 and their mean;
+the interval is the 2.5th and 97.5th percentile of the replicates. Each subset's draws come from a
+generator seeded by (seed, subset name), so a subset's interval does not depend on which other
+subsets are evaluated with it.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+DEFAULT_RESAMPLES = 1000
+
+
+def f1_score(a: float, b: float) -> float:
+    """Harmonic mean 2ab / (a + b) of two accuracies; 0 when both are 0."""
+    return 2 * a * b / (a + b) if a + b else 0.0
+
+
+def _check(labels: Sequence[int], predictions: Sequence[int | None]) -> None:
+    if len(labels) != len(predictions):
+        raise ValueError(f"need one prediction per label, got {len(predictions)} for {len(labels)}")
+
+
+def processbench_f1(labels: Sequence[int], predictions: Sequence[int | None]) -> dict:
+    """{"error_acc", "correct_acc", "f1"} in percent for one subset (the official definition)."""
+    _check(labels, predictions)
+    err = [p == y for y, p in zip(labels, predictions) if y != -1]
+    ok = [p == y for y, p in zip(labels, predictions) if y == -1]
+    a = 100.0 * sum(err) / len(err) if err else 0.0
+    b = 100.0 * sum(ok) / len(ok) if ok else 0.0
+    return {"error_acc": a, "correct_acc": b, "f1": f1_score(a, b)}
+
+
+def subset_scores(labels: Sequence[int], predictions: Sequence[int | None]) -> dict:
+    """`processbench_f1` plus n, the error/correct item counts and the null predictions (unparsed)."""
+    scores = processbench_f1(labels, predictions)
+    n_error = sum(y != -1 for y in labels)
+    return {"n": len(labels), "n_error": n_error, "n_correct": len(labels) - n_error, **scores,
+            "unparsed": sum(p is None for p in predictions)}
+
+
+def bootstrap_f1(labels: Sequence[int], predictions: Sequence[int | None], resamples: int = DEFAULT_RESAMPLES,
+                 seed: int | str = 0):
+    """F1 (percent) of `resamples` bootstrap replicates of one subset, as a numpy array."""
+    import numpy as np
+
+    _check(labels, predictions)
+    if resamples < 1 or not labels:
+        raise ValueError("bootstrap needs at least one resample and one item")
+    is_err = np.array([y != -1 for y in labels])
+    right = np.array([p == y for y, p in zip(labels, predictions)])
+    idx = resample_indices(len(labels), resamples, seed)
+    err, hit = is_err[idx], right[idx]
+    n_err, n_ok = err.sum(1), (~err).sum(1)
+    a = np.where(n_err > 0, 100.0 * (hit & err).sum(1) / np.maximum(n_err, 1), 0.0)
+    b = np.where(n_ok > 0, 100.0 * (hit & ~err).sum(1) / np.maximum(n_ok, 1), 0.0)
+    return np.where(a + b > 0, 2 * a * b / np.where(a + b > 0, a + b, 1.0), 0.0)
+
+
+def resample_indices(n: int, resamples: int, seed: int | str):
+    """The bootstrap draws: a (resamples, n) array of item indices, from a generator seeded by `seed`."""
+    import numpy as np
+
+    return np.random.default_rng(_seed_int(seed)).integers(0, n, size=(resamples, n))
+
+
+def percentile_interval(replicates, level: float = 0.95) -> list[float]:
+    """[lo, hi]: the central `level` percentile interval of bootstrap replicates."""
+    import numpy as np
+
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    tail = 100 * (1 - level) / 2
+    lo, hi = np.percentile(np.asarray(replicates, dtype=float), [tail, 100 - tail])
+    return [float(lo), float(hi)]
+
+
+def _seed_int(seed: int | str) -> int:
+    import hashlib
+
+    return int.from_bytes(hashlib.sha256(str(seed).encode()).digest()[:8], "little")
+
+
+def summarize(subsets: Mapping[str, tuple[Sequence[int], Sequence[int | None]]],
+              resamples: int = DEFAULT_RESAMPLES, seed: int = 0, digits: int | None = 2) -> dict:
+    """The scores part of summary.json (C4) from {subset: (labels, predictions)}.
+
+    {"subsets": {name: {n, n_error, n_correct, error_acc, correct_acc, f1, unparsed, f1_ci}},
+     "average_f1", "average_f1_ci"}; intervals are null when `resamples` is 0. Percentages are
+    rounded to `digits` (None: not rounded)."""
+    if not subsets:
+        raise ValueError("summarize needs at least one subset")
+    rnd = (lambda x: x) if digits is None else (lambda x: round(x, digits))
+    out, reps = {}, []
+    for name, (labels, predictions) in subsets.items():
+        s = subset_scores(labels, predictions)
+        for k in ("error_acc", "correct_acc", "f1"):
+            s[k] = rnd(s[k])
+        s["f1_ci"] = None
+        if resamples:
+            reps.append(bootstrap_f1(labels, predictions, resamples, f"{seed}:{name}"))
+            s["f1_ci"] = [rnd(x) for x in percentile_interval(reps[-1])]
+        out[name] = s
+    average = sum(processbench_f1(*v)["f1"] for v in subsets.values()) / len(subsets)
+    ci = None
+    if resamples:
+        ci = [rnd(x) for x in percentile_interval(sum(reps) / len(reps))]
+    return {"subsets": out, "average_f1": rnd(average), "average_f1_ci": ci}
