@@ -323,9 +323,14 @@ def run_annotate(cfg: AnnotateConfig, engine: Engine, overwrite: bool = False, p
                     if s.key not in writer:
                         writer.write(build_annotation(cfg, w, si))
                 bar.advance(sum(len(s.chunks) for s in w.samples))
+                stats["done_spent"] += sum(sum(st.rollouts_spent()[1:]) for st in w.stoppers) + (
+                    w.q0.m if w.q0_source == "rollouts" else 0)
+                stats["done_budget"] += sum(cfg.rollouts * (len(s.chunks) - 1) for s in w.samples) + (
+                    cfg.rollouts if w.q0_source == "rollouts" else 0)
             bar.advance(0, rollouts=stats["rollouts"] - before["rollouts"],
                         tokens=stats["tokens"] - before["tokens"])
-            bar.set(calls=len(jobs))
+            saved = 1 - stats["done_spent"] / stats["done_budget"] if stats["done_budget"] else 0.0
+            bar.set(requests=len(jobs), saved=f"{100 * saved:.0f}%")
     summary = summarize(cfg, stats, skips, time.time() - t0)
     manifest.finish(summary)
     return summary
