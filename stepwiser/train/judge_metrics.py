@@ -1,0 +1,200 @@
+"""What a judge GRPO run records: OUT/metrics.jsonl, the compact progress line, validation and the plot.
+
+metrics.jsonl holds one line per logged optimiser step (`{"step": N, ...}` with the names of `METRICS`)
+and, when validation is on, one line per validation (`{"step": N, "val_balanced_accuracy": ...}`).
+Generation metrics (reward, accuracy, recalls, unparsed, completion length, zero-variance groups,
+generation_s) appear on the steps that generated a batch; optimisation metrics (loss, entropy, clip
+fractions, step_s, optimisation_s) on every step. The first optimiser step after a generation is
+on-policy, so its clip fractions are exactly 0.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from ..records import iter_jsonl
+
+# TRL's log keys -> the names written to metrics.jsonl
+METRICS = {
+    "reward": "reward", "judge/accuracy": "accuracy", "judge/recall_positive": "recall_positive",
+    "judge/recall_negative": "recall_negative", "judge/unparsed": "unparsed", "judge/format_error": "format_error",
+    "completions/mean_length": "completion_length", "completions/clipped_ratio": "truncated",
+    "frac_reward_zero_std": "zero_variance_groups", "reward_std": "reward_std", "entropy": "entropy",
+    "clip_ratio/low_mean": "clip_low", "clip_ratio/high_mean": "clip_high", "clip_ratio/region_mean": "clip_region",
+    "loss": "loss", "grad_norm": "grad_norm", "learning_rate": "lr", "time/generation": "generation_s",
+    "epoch": "epoch",
+}
+SHOWN = (("reward", "reward", "{:.3f}"), ("acc", "accuracy", "{:.3f}"), ("rec+", "recall_positive", "{:.2f}"),
+         ("rec-", "recall_negative", "{:.2f}"), ("unparsed", "unparsed", "{:.2f}"),
+         ("len", "completion_length", "{:.0f}"), ("zero-var", "zero_variance_groups", "{:.2f}"),
+         ("H", "entropy", "{:.2f}"), ("clip lo", "clip_low", "{:.4f}"), ("clip hi", "clip_high", "{:.4f}"),
+         ("s", "step_s", "{:.1f}"), ("val bacc", "val_balanced_accuracy", "{:.3f}"))
+
+
+def metrics_record(step: int, logs: dict, step_s: float | None = None) -> dict:
+    """One metrics.jsonl line: our names for TRL's keys; `optimisation_s` = step time minus generation."""
+    rec = {"step": step, "time": round(time.time(), 1)}
+    rec.update({ours: logs[k] for k, ours in METRICS.items() if k in logs and logs[k] is not None})
+    if step_s is not None:
+        rec["step_s"] = round(step_s, 3)
+        rec["optimisation_s"] = round(step_s - rec.get("generation_s", 0.0), 3)
+    return rec
+
+
+def format_metrics(rec: dict) -> str:
+    parts = [f"{name} {fmt.format(rec[k])}" for name, k, fmt in SHOWN if isinstance(rec.get(k), (int, float))]
+    return f"step {rec['step']}: " + "  ".join(parts)
+
+
+def verdict_metrics(labels: list[int], verdicts: list[int | None]) -> dict:
+    """Balanced accuracy, per-class recall, accuracy and unparsed share of verdicts against labels
+    (an unparsed verdict counts as wrong; a class absent from `labels` has no recall)."""
+    if len(labels) != len(verdicts) or not labels:
+        raise ValueError("need as many verdicts as labels, at least one")
+    out = {"n": len(labels), "accuracy": sum(v == y for v, y in zip(verdicts, labels)) / len(labels),
+           "unparsed": sum(v is None for v in verdicts) / len(labels)}
+    recalls = []
+    for cls, name in ((1, "recall_positive"), (0, "recall_negative")):
+        idx = [i for i, y in enumerate(labels) if y == cls]
+        if idx:
+            out[name] = sum(verdicts[i] == cls for i in idx) / len(idx)
+            recalls.append(out[name])
+    out["balanced_accuracy"] = sum(recalls) / len(recalls)
+    return out
+
+
+def _append(path: Path, rec: dict) -> None:
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(rec) + "\n")
+
+
+def validate(model, tokenizer, examples, cot: bool, max_tokens: int, seed: int = 0, batch_size: int = 64) -> dict:
+    """Greedy (k = 1) judgments of `examples` by an in-memory model, scored against their labels."""
+    from ..engines.hf import HFEngine
+    from ..judge import GenerativeJudge, JudgeItem
+
+    was_training = model.training
+    model.eval()
+    try:
+        engine = HFEngine("validation", hf_model=model, tokenizer=tokenizer, batch_size=batch_size)
+        judge = GenerativeJudge(engine, cot=cot, max_tokens=max_tokens, seed=seed)
+        res = judge.judge([JudgeItem(e.problem, list(e.history), e.chunk) for e in examples], k=1)
+    finally:
+        model.train(was_training)
+    out = verdict_metrics([e.label for e in examples], [j.verdicts[0] for j in res])
+    out["completion_tokens"] = sum(j.tokens for j in res) / len(res)
+    return out
+
+
+def metrics_callbacks(path: Path, show: bool = True, val_examples=None, eval_steps: int = 0, cot: bool = True,
+                      max_tokens: int = 1024, seed: int = 0):
+    """Callbacks: write metrics.jsonl and time steps; validate every `eval_steps` (and before the first
+    step); print one compact line per logged step instead of the raw log dict."""
+    from transformers import TrainerCallback
+    from transformers.trainer_callback import ProgressCallback
+
+    def run_validation(state, model, tokenizer) -> None:
+        if not val_examples or not eval_steps or not state.is_world_process_zero:
+            return
+        t0 = time.perf_counter()
+        res = validate(model, tokenizer, val_examples, cot, max_tokens, seed)
+        rec = {"step": state.global_step, "time": round(time.time(), 1), "val_seconds":
+               round(time.perf_counter() - t0, 1), **{f"val_{k}": v for k, v in res.items()}}
+        _append(path, rec)
+        state.stepwiser_last_val = rec
+
+    class MetricsToJsonl(TrainerCallback):
+        def __init__(self):
+            self.t0, self.step_s = None, None
+
+        def on_train_begin(self, args, state, control, model=None, processing_class=None, **kw):
+            if state.global_step == 0:
+                run_validation(state, model, processing_class)
+
+        def on_step_begin(self, args, state, control, **kw):
+            self.t0 = time.perf_counter()
+
+        def on_step_end(self, args, state, control, model=None, processing_class=None, **kw):
+            self.step_s = time.perf_counter() - self.t0 if self.t0 is not None else None
+            if eval_steps and (state.global_step % eval_steps == 0 or state.global_step == state.max_steps):
+                run_validation(state, model, processing_class)
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            if not state.is_world_process_zero or not logs or "train_runtime" in logs:
+                return
+            rec = metrics_record(state.global_step, logs, self.step_s if args.logging_steps == 1 else None)
+            _append(path, rec)
+            state.stepwiser_last_metrics = rec
+
+    class CompactProgress(ProgressCallback):
+        def on_log(self, args, state, control, logs=None, **kw):
+            rec = getattr(state, "stepwiser_last_metrics", None)
+            if show and state.is_world_process_zero and self.training_bar is not None and rec is not None:
+                val = getattr(state, "stepwiser_last_val", None) or {}
+                self.training_bar.write(format_metrics({**rec, **{k: v for k, v in val.items() if k != "step"}}))
+                state.stepwiser_last_metrics = state.stepwiser_last_val = None
+
+    return MetricsToJsonl(), CompactProgress()
+
+
+def read_metrics(out: str | os.PathLike) -> list[dict]:
+    path = Path(out) / "metrics.jsonl"
+    return [o for _, o in iter_jsonl(path)] if path.exists() else []
+
+
+def trim_metrics(path: Path, last_step: int) -> None:
+    """Drop metric lines after `last_step` (the resumed checkpoint) so a resumed run does not repeat steps."""
+    if not path.exists():
+        return
+    keep = [o for _, o in iter_jsonl(path, on_error="skip") if o.get("step", 0) <= last_step]
+    path.write_text("".join(json.dumps(o) + "\n" for o in keep), encoding="utf-8")
+
+
+def summarize_metrics(rows: list[dict]) -> dict:
+    """Means over the run of the main training metrics, and the last validation (manifest, CLI summary)."""
+    out = {}
+    for k in ("reward", "accuracy", "recall_positive", "recall_negative", "unparsed", "completion_length",
+              "zero_variance_groups", "entropy", "clip_low", "clip_high", "generation_s", "optimisation_s"):
+        vals = [r[k] for r in rows if isinstance(r.get(k), (int, float))]
+        if vals:
+            out[f"mean_{k}"] = round(sum(vals) / len(vals), 4)
+    vals = [r for r in rows if "val_balanced_accuracy" in r]
+    if vals:
+        out.update({k: round(v, 4) for k, v in vals[-1].items() if k.startswith("val_")})
+    return out
+
+
+PANELS = (("reward and accuracy", ("reward", "accuracy", "val_balanced_accuracy")),
+          ("per-class recall", ("recall_positive", "recall_negative", "val_recall_positive", "val_recall_negative")),
+          ("format", ("unparsed", "zero_variance_groups", "truncated")),
+          ("clip fractions", ("clip_low", "clip_high")),
+          ("entropy", ("entropy",)), ("completion length", ("completion_length",)))
+
+
+def plot_metrics(rows: list[dict], path: str | os.PathLike, title: str = "") -> Path | None:
+    """A PNG of the curves (one panel per group of `PANELS`); None when nothing was logged."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not rows:
+        return None
+    fig, axes = plt.subplots(2, 3, figsize=(15, 8))
+    for ax, (name, keys) in zip(axes.flat, PANELS):
+        for k in keys:
+            pts = [(r["step"], r[k]) for r in rows if isinstance(r.get(k), (int, float))]
+            if pts:
+                ax.plot(*zip(*pts), marker="o" if k.startswith("val_") or len(pts) < 50 else None, markersize=3,
+                        label=k)
+        ax.set_title(name)
+        ax.set_xlabel("optimiser step")
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)
