@@ -384,6 +384,15 @@ class RunManifest:
         m.save()
         return m
 
+    @classmethod
+    def completed(cls, output, config: dict, volatile: Iterable[str] = ()) -> bool:
+        """True when `output` holds a complete run of this config (read-only: any rank may check)."""
+        path = manifest_path(output)
+        if not path.exists():
+            return False
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return bool(data.get("complete")) and data.get("config_hash") == cls.config_hash(config, volatile)
+
     @property
     def complete(self) -> bool:
         return bool(self.data.get("complete"))

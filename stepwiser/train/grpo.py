@@ -20,7 +20,6 @@ merged) with its tokenizer and ``stepwiser_judge.json``, usable by every engine.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import random
 import re
@@ -32,7 +31,7 @@ from types import SimpleNamespace
 
 from ..errors import StepwiserError
 from ..judge import JudgeItem, judge_messages, parse_verdict, write_judge_meta
-from ..records import JudgeExample, RunManifest, manifest_path, read_records
+from ..records import JudgeExample, RunManifest, read_records
 from .judge_metrics import metrics_callbacks, plot_metrics, read_metrics, summarize_metrics, trim_metrics
 
 METHODS = ("grpo", "grpo-nocot", "rft", "disc-sft", "warmup")
@@ -362,12 +361,7 @@ def make_grpo_trainer(cfg: JudgeTrainConfig, model_path: str, rows: list[dict], 
 
 
 def _finished(out: Path, config: dict) -> bool:
-    path = manifest_path(out)
-    if not path.exists():
-        return False
-    data = json.loads(path.read_text(encoding="utf-8"))
-    return bool(data.get("complete")) and data.get("config_hash") == RunManifest.config_hash(
-        config, JudgeTrainConfig.VOLATILE)
+    return RunManifest.completed(out, config, JudgeTrainConfig.VOLATILE)
 
 
 def _is_main() -> bool:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from ..errors import StepwiserError
 from ..prompts import policy_messages
-from ..records import Problem, RunManifest, SFTExample, iter_jsonl, manifest_path, parse_record, write_jsonl
+from ..records import Problem, RunManifest, SFTExample, iter_jsonl, parse_record, write_jsonl
 
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup", "cosine_with_min_lr",
               "warmup_stable_decay", "inverse_sqrt", "polynomial")
@@ -296,13 +296,7 @@ def save_final(trainer, cfg: SFTTrainConfig, final: Path) -> None:
 
 
 def _finished(out: Path, config: dict) -> bool:
-    """True when `out` holds a complete run of this config (every rank can check it without writing)."""
-    path = manifest_path(out)
-    if not path.exists():
-        return False
-    data = json.loads(path.read_text(encoding="utf-8"))
-    return bool(data.get("complete")) and data.get("config_hash") == RunManifest.config_hash(
-        config, SFTTrainConfig.VOLATILE)
+    return RunManifest.completed(out, config, SFTTrainConfig.VOLATILE)
 
 
 def train_sft(cfg: SFTTrainConfig, examples: list[dict], overwrite: bool = False, stage: str = "sft",
