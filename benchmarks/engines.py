@@ -16,7 +16,6 @@ Prints markdown tables.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import random
 import sys
@@ -25,6 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _common import pick_engines, set_threads
 from stepwiser.engines import Request, SamplingParams, make_engine
 from stepwiser.models import DEFAULT_MODEL
 from stepwiser.prompts import policy_messages
@@ -130,16 +130,8 @@ def main(argv=None) -> None:
     parser.add_argument("--skip-throughput", action="store_true")
     args = parser.parse_args(argv)
     args.batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
-    if args.engines is None:
-        args.engines = ["hf"] + (["vllm"] if importlib.util.find_spec("vllm") else []) + \
-            (["openai"] if args.base_url else [])
-    else:
-        args.engines = args.engines.split(",")
-
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    args.engines = pick_engines(args.engines, args.base_url)
+    set_threads(args.threads)
     print(f"model: {args.model}; engines: {', '.join(args.engines)}; load average before: "
           f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs\n")
     if not args.skip_throughput:

@@ -16,7 +16,6 @@ sample and the share of samples with a parsable verdict. Prints a markdown table
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import sys
 import time
@@ -24,6 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _common import pick_engines, set_threads
 from stepwiser.chunks import parse_chunks
 from stepwiser.engines import make_engine
 from stepwiser.judge import GenerativeJudge, JudgeItem
@@ -100,15 +100,8 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (torch.set_num_threads)")
     args = parser.parse_args(argv)
     args.ks = [int(k) for k in args.ks.split(",")]
-    if args.engines is None:
-        args.engines = ["hf"] + (["vllm"] if importlib.util.find_spec("vllm") else []) + \
-            (["openai"] if args.base_url else [])
-    else:
-        args.engines = args.engines.split(",")
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    args.engines = pick_engines(args.engines, args.base_url)
+    set_threads(args.threads)
     print(f"model: {args.model}; engines: {', '.join(args.engines)}; {args.items} chunks; max_tokens "
           f"{args.max_tokens}; load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs\n")
     rows = judge_throughput(args, micro_items(args.items, args.seed))

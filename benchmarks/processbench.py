@@ -30,6 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _common import set_threads
 from stepwiser.engines import make_engine
 from stepwiser.eval.items import BenchItem
 from stepwiser.eval.stepwise import run_stepwise
@@ -90,10 +91,7 @@ def main(argv=None) -> None:
     parser.add_argument("--seed", type=int, default=1, help="synthetic bench seed")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (torch.set_num_threads)")
     args = parser.parse_args(argv)
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     items = bench_items(args.items, args.seed)
     model = args.model if args.engine == "openai" else resolve_model(args.model)
     engine = make_engine(args.engine, model, **engine_options(args))
