@@ -1,4 +1,5 @@
-"""`stepwiser eval`: ProcessBench (judges, critics, PRMs, external predictions, reference judges) and accuracy."""
+"""`stepwiser eval`: ProcessBench (judges, critics, PRMs, external predictions, reference judges), judges
+against held-out labels, and accuracy."""
 from __future__ import annotations
 
 import click
@@ -18,6 +19,7 @@ def command():
       stepwiser eval processbench --prm Qwen/Qwen2.5-Math-PRM-7B --data hf -o runs/eval-prm
       stepwiser eval processbench --predictions preds.jsonl --data bench/ --subsets test -o runs/eval-preds
       stepwiser eval processbench --reference oracle --data bench/ --subsets test -o runs/eval-oracle
+      stepwiser eval labels --judge runs/judge/final --data runs/jd --split val -o runs/eval-labels
       stepwiser eval accuracy --policy runs/policy --problems test.jsonl --k 8 -o runs/acc
     """
 
@@ -181,3 +183,68 @@ def accuracy(policy, problems, out, k, temperature, top_p, max_tokens, seed, lim
     with LazyEngine(policy, engine_opts) as factory:
         summary = run_accuracy(cfg, factory, overwrite=overwrite)
     print_summary("eval accuracy", {k_: v for k_, v in summary.items() if k_ != "meta"})
+
+
+def _print_labels_summary(summary: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    meta = summary["meta"]
+    t = Table(title=f"eval labels: {meta['judge']} on {meta['data']} ({summary['n']} examples, "
+                    f"{summary['n_problems']} problems)", title_justify="left")
+    for col in ("metric", "value", "95% CI"):
+        t.add_column(col, justify="left" if col == "metric" else "right")
+    for name, key in (("balanced accuracy", "balanced_accuracy"), ("recall Positive", "recall_positive"),
+                      ("recall Negative", "recall_negative"), ("accuracy", "accuracy")):
+        ci = summary[f"{key}_ci"]
+        t.add_row(name, f"{summary[key]:.1f}", f"[{ci[0]:.1f}, {ci[1]:.1f}]" if ci else "-")
+    t.add_row("unparsed", f"{summary['unparsed']:.1f}", "")
+    t.add_row("Positive labels", f"{summary['positives']:.1f}", "")
+    t.add_row("completion tokens", f"{summary['mean_completion_tokens']:.1f}", "")
+    refs = summary["references"]
+    t.add_row("always-Positive / always-Negative", f"{refs['always_positive']:.1f} / {refs['always_negative']:.1f}",
+              "")
+    Console().print(t)
+
+
+@command.command("labels")
+@click.option("--judge", required=True, metavar="MODEL", help="Step judge: a trained judge folder or any chat model.")
+@click.option("--data", required=True, type=click.Path(exists=True),
+              help="A judge-data output folder (its <split>.jsonl) or a JSONL file of judge examples.")
+@click.option("--split", default="val", show_default=True, help="The split file read from a judge-data folder.")
+@click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@click.option("--maj", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Samples per example: greedy for 1, temperature 1.0 above; the majority decides (tie: Negative).")
+@click.option("--max-tokens", type=click.IntRange(min=1), default=1024, show_default=True,
+              help="Most tokens per judgment.")
+@click.option("--threshold", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+              help="Discriminative judge: Negative when P(positive) is below it.")
+@click.option("--judge-kind", type=click.Choice(["auto", "generative", "discriminative"]), default="auto",
+              show_default=True, help="Judge kind (auto: from the judge folder's stepwiser_judge.json).")
+@click.option("--cot/--no-cot", default=None, help="Generative judge: with or without analysis (default: as trained).")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N examples.")
+@click.option("--bootstrap", type=click.IntRange(min=0), default=1000, show_default=True,
+              help="Bootstrap resamples (of problems) for the 95% intervals (0: none).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--batch-items", type=click.IntRange(min=1), default=256, show_default=True,
+              help="Examples per judging call.")
+@engine_options()
+@overwrite_option
+def labels(judge, data, split, out, maj, max_tokens, threshold, judge_kind, cot, limit, bootstrap, seed, batch_items,
+           engine_opts, overwrite):
+    """Score a judge against held-out Monte Carlo labels (a judge-data split): balanced accuracy.
+
+    Writes OUT/judgments.jsonl (one record per example: key, problem_id, label, verdict, score,
+    completion_tokens, analyses), OUT/manifest.json, and OUT/summary.json once every example is done
+    (balanced accuracy, per-class recall, accuracy with bootstrap 95% intervals over problems; unparsed;
+    the always-Positive / always-Negative references). Rerunning resumes.
+    """
+    from ..eval.labels import LabelsEvalConfig, run_labels
+
+    cfg = LabelsEvalConfig(judge=judge, data=data, out=out, split=split, maj=maj, max_tokens=max_tokens,
+                           threshold=threshold, judge_kind=judge_kind, cot=cot, limit=limit, bootstrap=bootstrap,
+                           seed=seed, engine=engine_opts["engine"], batch_items=batch_items)
+    with _predictor("judge", judge, engine_opts, judge_kind, cot, max_tokens, seed, threshold, 1) as factory:
+        summary = run_labels(cfg, factory, overwrite=overwrite)
+    _print_labels_summary(summary)
+    click.echo(f"wrote {out}/summary.json")
