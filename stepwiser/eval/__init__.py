@@ -8,7 +8,8 @@
 - `predictions`: scoring predictions made elsewhere;
 - `reference`: floors and the oracle ceiling for the synthetic bench;
 - `processbench`: the `eval processbench` stage (outputs, resume, summary.json);
-- `accuracy`: the `eval accuracy` stage.
+- `accuracy`: the `eval accuracy` stage;
+- `labels`: the `eval labels` stage (a judge against held-out Monte Carlo labels: balanced accuracy).
 
 Importing this package is cheap (no torch, no transformers): heavy imports happen inside functions.
 """
