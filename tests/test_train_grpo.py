@@ -303,3 +303,29 @@ def test_a_model_without_chat_template_is_a_clear_error(tiny_model_dir, tmp_path
     from stepwiser.disc import DiscriminativeJudge
     with pytest.raises(StepwiserError, match="no chat template"):
         DiscriminativeJudge(str(plain))
+
+
+def test_bf16_generates_and_validates_under_autocast(tiny_model_dir, tmp_path, monkeypatch):
+    """--bf16 on CPU: generation (TRL's generate) and validation both run under bf16 autocast."""
+    import torch
+    from transformers import LlamaForCausalLM
+
+    seen = []
+    real = LlamaForCausalLM.generate
+
+    def spy(self, *a, **kw):
+        seen.append(torch.is_autocast_enabled("cpu"))
+        return real(self, *a, **kw)
+
+    monkeypatch.setattr(LlamaForCausalLM, "generate", spy)
+    calls = []
+    import stepwiser.train.judge_metrics as jm
+    real_validate = jm.validate
+    monkeypatch.setattr(jm, "validate", lambda *a, **kw: calls.append(torch.is_autocast_enabled("cpu"))
+                        or real_validate(*a, **kw))
+    val = tmp_path / "val.jsonl"
+    write_jsonl(val, judge_examples())
+    cfg = cfg_for(tiny_model_dir, tmp_path / "run", bf16=True, max_steps=1, eval_steps=1, val_data=str(val))
+    train_grpo(cfg, judge_examples(), show=False)
+    assert seen and all(seen)            # TRL's generation: autocast on
+    assert calls == [True, True]         # validation before step 1 and after it

@@ -344,7 +344,8 @@ def make_grpo_trainer(cfg: JudgeTrainConfig, model_path: str, rows: list[dict], 
     class TimedGRPOTrainer(GRPOTrainer):
         def _generate_and_score_completions(self, inputs):
             t0 = time.perf_counter()
-            out = super()._generate_and_score_completions(inputs)
+            with self.accelerator.autocast():   # bf16: generate in bf16 too (about 2x faster on CPUs with AMX)
+                out = super()._generate_and_score_completions(inputs)
             self._metrics["train" if self.model.training else "eval"]["time/generation"].append(
                 time.perf_counter() - t0)
             return out

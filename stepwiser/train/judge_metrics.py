@@ -95,11 +95,14 @@ def metrics_callbacks(path: Path, show: bool = True, val_examples=None, eval_ste
     from transformers import TrainerCallback
     from transformers.trainer_callback import ProgressCallback
 
-    def run_validation(state, model, tokenizer) -> None:
+    def run_validation(args, state, model, tokenizer) -> None:
         if not val_examples or not eval_steps or not state.is_world_process_zero:
             return
+        import torch
+
         t0 = time.perf_counter()
-        res = validate(model, tokenizer, val_examples, cot, max_tokens, seed)
+        with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bool(args.bf16)):
+            res = validate(model, tokenizer, val_examples, cot, max_tokens, seed)
         rec = {"step": state.global_step, "time": round(time.time(), 1), "val_seconds":
                round(time.perf_counter() - t0, 1), **{f"val_{k}": v for k, v in res.items()}}
         _append(path, rec)
@@ -111,7 +114,7 @@ def metrics_callbacks(path: Path, show: bool = True, val_examples=None, eval_ste
 
         def on_train_begin(self, args, state, control, model=None, processing_class=None, **kw):
             if state.global_step == 0:
-                run_validation(state, model, processing_class)
+                run_validation(args, state, model, processing_class)
 
         def on_step_begin(self, args, state, control, **kw):
             self.t0 = time.perf_counter()
@@ -119,7 +122,7 @@ def metrics_callbacks(path: Path, show: bool = True, val_examples=None, eval_ste
         def on_step_end(self, args, state, control, model=None, processing_class=None, **kw):
             self.step_s = time.perf_counter() - self.t0 if self.t0 is not None else None
             if eval_steps and (state.global_step % eval_steps == 0 or state.global_step == state.max_steps):
-                run_validation(state, model, processing_class)
+                run_validation(args, state, model, processing_class)
 
         def on_log(self, args, state, control, logs=None, **kw):
             if not state.is_world_process_zero or not logs or "train_runtime" in logs:
