@@ -212,3 +212,29 @@ def test_cli_on_tiny_models(tmp_path, tiny_model_dir, capsys):
     recs = lines(tmp_path / "disc" / "judgments.jsonl")
     assert all(0 <= r["score"] <= 1 and r["verdict"] in (0, 1) and r["analyses"] is None for r in recs)
     assert json.loads((tmp_path / "disc" / "summary.json").read_text())["n"] == 4
+
+
+# --------------------------------------------------------------------------- auroc
+
+def test_auroc_exact_values():
+    from stepwiser.eval.labels import auroc
+
+    assert auroc([1, 1, 0, 0], [0.9, 0.8, 0.2, 0.1]) == 100.0
+    assert auroc([1, 1, 0, 0], [0.1, 0.2, 0.8, 0.9]) == 0.0
+    assert auroc([1, 0, 1, 0], [0.5, 0.5, 0.5, 0.5]) == 50.0          # all ties: no ranking
+    # pairs (pos, neg): (0.9,0.4) win, (0.9,0.6) win, (0.5,0.4) win, (0.5,0.6) loss, ties none -> 3/4
+    assert auroc([1, 0, 1, 0], [0.9, 0.4, 0.5, 0.6]) == 75.0
+    # a tie between a positive and a negative counts half: (0.5,0.5) half, (0.7,0.5) win -> 1.5/2
+    assert auroc([1, 1, 0], [0.5, 0.7, 0.5]) == 75.0
+    with pytest.raises(ValueError, match="both classes"):
+        auroc([1, 1], [0.2, 0.3])
+
+
+def test_auroc_interval_resamples_problems():
+    from stepwiser.eval.labels import auroc_interval
+
+    # a perfect ranking stays perfect in every replicate
+    assert auroc_interval(["a", "a", "b", "b"], [1, 0, 1, 0], [0.9, 0.1, 0.8, 0.2], resamples=200) == [100.0, 100.0]
+    lo, hi = auroc_interval(["a", "a", "b", "b", "c", "c"], [1, 0, 1, 0, 1, 0], [0.9, 0.1, 0.2, 0.8, 0.6, 0.4],
+                            resamples=500, seed=1)
+    assert 0.0 <= lo < hi <= 100.0

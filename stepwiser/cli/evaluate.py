@@ -195,8 +195,8 @@ def _print_labels_summary(summary: dict) -> None:
     for col in ("metric", "value", "95% CI"):
         t.add_column(col, justify="left" if col == "metric" else "right")
     for name, key in (("balanced accuracy", "balanced_accuracy"), ("recall Positive", "recall_positive"),
-                      ("recall Negative", "recall_negative"), ("accuracy", "accuracy")):
-        ci = summary[f"{key}_ci"]
+                      ("recall Negative", "recall_negative"), ("accuracy", "accuracy"), ("AUROC of scores", "auroc")):
+        ci = summary.get(f"{key}_ci")
         t.add_row(name, f"{summary[key]:.1f}", f"[{ci[0]:.1f}, {ci[1]:.1f}]" if ci else "-")
     t.add_row("unparsed", f"{summary['unparsed']:.1f}", "")
     t.add_row("Positive labels", f"{summary['positives']:.1f}", "")

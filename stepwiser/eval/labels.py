@@ -15,7 +15,8 @@ PROBLEMS with replacement (all examples of a drawn problem come together: chunks
 not independent), seeded. A replicate that happens to draw no example of a class has no recall for it:
 its balanced accuracy is the other class's recall (as `verdict_metrics` defines it), and it is left
 out of that class's recall interval. References: always-Positive and always-Negative judges score a
-balanced accuracy of exactly 50.
+balanced accuracy of exactly 50. `auroc`: the threshold-free ranking quality of the chunk scores (share
+of Positive samples with `maj` > 1, P(+) for a discriminative judge), with the same problem bootstrap.
 """
 from __future__ import annotations
 
@@ -133,6 +134,41 @@ def label_scores(problem_ids: Sequence[str], labels: Sequence[int], verdicts: Se
     return out
 
 
+def auroc(labels: Sequence[int], scores: Sequence[float]) -> float:
+    """Area under the ROC curve of chunk scores against 0/1 labels, in percent (Mann-Whitney: the chance
+    that a random Positive-labelled chunk scores above a random Negative one, ties count half).
+    Threshold-free: a judge whose verdicts are all one class can still rank chunks. Both classes needed."""
+    import numpy as np
+
+    y, s = np.asarray(labels, dtype=int), np.asarray(scores, dtype=float)
+    n1 = int(y.sum())
+    n0 = len(y) - n1
+    if n1 == 0 or n0 == 0:
+        raise ValueError("AUROC needs both classes among the labels")
+    _, inverse, counts = np.unique(s, return_inverse=True, return_counts=True)
+    ranks = (np.cumsum(counts) - (counts - 1) / 2.0)[inverse]   # 1-based, ties get their average rank
+    return float(100.0 * (ranks[y == 1].sum() - n1 * (n1 + 1) / 2.0) / (n1 * n0))
+
+
+def auroc_interval(problem_ids: Sequence[str], labels: Sequence[int], scores: Sequence[float],
+                   resamples: int = DEFAULT_RESAMPLES, seed: int | str = 0) -> list[float]:
+    """Percentile bootstrap 95% interval of `auroc`, resampling problems; replicates without both classes
+    are left out."""
+    import numpy as np
+
+    groups: dict[str, list[int]] = {}
+    for i, p in enumerate(problem_ids):
+        groups.setdefault(p, []).append(i)
+    members = list(groups.values())
+    y, s = np.asarray(labels, dtype=int), np.asarray(scores, dtype=float)
+    reps = []
+    for draw in resample_indices(len(members), resamples, f"auroc:{seed}"):
+        idx = np.concatenate([members[j] for j in draw])
+        if 0 < y[idx].sum() < len(idx):
+            reps.append(auroc(y[idx], s[idx]))
+    return percentile_interval(np.array(reps))
+
+
 # --------------------------------------------------------------------------- data
 
 def load_examples(data: str, split: str = "val", limit: int | None = None):
@@ -218,6 +254,12 @@ def _summary(cfg: LabelsEvalConfig, path: Path, examples: list, out: Path, secon
     summary = label_scores([e.problem_id for e in examples], [e.label for e in examples],
                            [r["verdict"] for r in rs], cfg.bootstrap, cfg.seed)
     summary["n_unparsed"] = sum(r["verdict"] is None for r in rs)
+    # the chunk score (share of Positive samples, or P(+)); all samples unparsed -> 0.5, no preference
+    scores = [0.5 if r["score"] is None else r["score"] for r in rs]
+    labels = [e.label for e in examples]
+    summary["auroc"] = round(auroc(labels, scores), 2)
+    summary["auroc_ci"] = ([round(x, 2) for x in auroc_interval([e.problem_id for e in examples], labels, scores,
+                                                                 cfg.bootstrap, cfg.seed)] if cfg.bootstrap else None)
     summary["mean_completion_tokens"] = round(sum(r["completion_tokens"] for r in rs) / len(rs), 2)
     summary["meta"] = {
         "judge": cfg.judge, "judge_kind": cfg.judge_kind, "maj": cfg.maj, "threshold": cfg.threshold, "cot": cfg.cot,
