@@ -200,13 +200,23 @@ def disc_messages(problem: str, chunks: list[str], labels: list[int] | None = No
     return msgs
 
 
+def _final_dir(model: str) -> str:
+    """`OUT` of a `train-judge` run (no config.json, but OUT/final/config.json) -> `OUT/final`."""
+    p = Path(model)
+    if p.is_dir() and not (p / "config.json").exists() and (p / "final" / "config.json").exists():
+        return str(p / "final")
+    return model
+
+
 def load_judge(model: str, engine_opts: dict | None = None, kind: str = "auto", cot: bool | None = None,
                max_tokens: int = 1024, seed: int = 0, threshold: float = 0.5) -> StepJudge:
     """A judge for `model`: the kind recorded in its folder (`stepwiser_judge.json`), or `kind`.
 
     generative: any chat model on any engine (engine_opts as built by the CLI; default hf);
     discriminative: a disc-SFT model scored by P(+) on transformers (threshold for its verdict).
+    A `train-judge` output folder stands for its `final/` model.
     """
+    model = _final_dir(model)
     meta = judge_meta(model)
     kind = meta.get("kind", "generative") if kind == "auto" else kind
     if kind == "discriminative":

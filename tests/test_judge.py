@@ -293,3 +293,7 @@ def test_load_judge_reads_the_kind_from_the_folder(tmp_path, tiny_model_dir):
         write_judge_meta(model, "prm")
     with pytest.raises(ValueError, match="auto, generative or discriminative"):
         load_judge(str(model), kind="classifier")
+    # a train-judge output folder stands for its final/ model
+    run = tmp_path / "run"
+    shutil.copytree(model, run / "final")
+    assert not load_judge(str(run), {"engine": "hf", "device": "cpu", "batch_size": 8, "dtype": None}).cot
