@@ -56,7 +56,7 @@ RENAMED = {"steps_per_generation": "optimizer_steps_per_generation"}
 @click.option("--max-length", type=int, default=4096, show_default=True, help="SFT methods: tokens per sequence.")
 @click.option("--lora", is_flag=True, default=False, help="Train a LoRA adapter (merged into final/).")
 @click.option("--lora-r", type=int, default=16, show_default=True)
-@click.option("--bf16", is_flag=True, default=False, help="bfloat16 autocast (GPU, or CPU with AMX).")
+@click.option("--bf16/--no-bf16", default=False, help="bfloat16 autocast (GPU, or CPU with AMX/AVX512-BF16; on AVX2-only CPUs it is much slower than float32). --no-bf16 overrides a recipe.")
 @click.option("--gradient-checkpointing", is_flag=True, default=False)
 @click.option("--use-vllm/--no-vllm", default=False, show_default=True, help="GRPO: generate with vLLM (GPU).")
 @click.option("--vllm-mode", type=click.Choice(["colocate", "server"]), default="colocate", show_default=True)

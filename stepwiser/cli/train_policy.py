@@ -26,7 +26,7 @@ from ..config import config_from, explicit_params
 @click.option("--max-length", type=int, default=8192, show_default=True, help="Tokens per (packed) row.")
 @click.option("--lora", is_flag=True, default=False, help="Train a LoRA adapter (merged into final/).")
 @click.option("--lora-r", type=int, default=16, show_default=True)
-@click.option("--bf16", is_flag=True, default=False, help="bfloat16 autocast (GPU, or CPU with AMX/AVX512-BF16).")
+@click.option("--bf16/--no-bf16", default=False, help="bfloat16 autocast (GPU, or CPU with AMX/AVX512-BF16; on AVX2-only CPUs it is much slower than float32). --no-bf16 overrides a recipe.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--num-threads", type=int, default=None, help="torch CPU threads.")
 @click.option("--overwrite", is_flag=True, help="Delete an existing run made with a different config and start over.")
