@@ -43,3 +43,22 @@ def test_help_lists_the_modes(capsys):
     for opt in ("--judge", "--critic", "--prm", "--predictions", "--reference", "--maj", "--threshold", "--all-steps",
                 "--subsets", "--limit", "--engine"):
         assert opt in text
+
+
+def test_a_subset_with_one_class_only_is_flagged(tmp_path, capsys):
+    """--limit 1 keeps only the clean gsm8k item: F1 is 0 by construction, and the summary says so."""
+    preds = tmp_path / "preds.jsonl"
+    preds.write_text('{"id": "gsm8k-0", "prediction": -1}\n')
+    out = tmp_path / "out"
+    code = main(["eval", "processbench", "--predictions", str(preds), "--data", str(FIXTURES), "--subsets", "gsm8k",
+                 "--limit", "1", "-o", str(out), "--bootstrap", "0"])
+    assert code == 0, capsys.readouterr().err
+    s = json.loads((out / "summary.json").read_text())["subsets"]["gsm8k"]
+    assert (s["n_error"], s["n_correct"], s["f1"]) == (0, 1, 0.0)
+    assert "no erroneous items" in s["warning"] and "--limit 1" in s["warning"]
+    assert "warning: subset 'gsm8k' has no erroneous items" in capsys.readouterr().err
+    full = tmp_path / "full"
+    preds.write_text('{"id": "gsm8k-0", "prediction": -1}\n{"id": "gsm8k-1", "prediction": 1}\n')
+    assert main(["eval", "processbench", "--predictions", str(preds), "--data", str(FIXTURES), "--subsets", "gsm8k",
+                 "-o", str(full), "--bootstrap", "0"]) == 0
+    assert "warning" not in json.loads((full / "summary.json").read_text())["subsets"]["gsm8k"]

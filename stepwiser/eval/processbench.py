@@ -14,6 +14,7 @@ every requested item has its record, so a summary is never half a result.
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -176,6 +177,15 @@ def _read_back(out: Path, name: str, items: list[BenchItem]) -> list[dict]:
     return [recs[it.id] for it in items]
 
 
+def one_class_warning(name: str, scores: dict, limit: int | None) -> str:
+    """The warning of a subset with only clean or only erroneous items: its F1 is 0 by construction."""
+    missing = "clean" if scores["n_correct"] == 0 else "erroneous"
+    hint = (f" --limit {limit} takes the first items of the file, and ProcessBench files list the erroneous "
+            "items first" if limit else "")
+    return (f"subset {name!r} has no {missing} items, so one accuracy is undefined (0) and F1 is 0 by "
+            f"construction.{hint}")
+
+
 def _summary(cfg: ProcessBenchConfig, bench: dict[str, list[BenchItem]], out: Path, seconds: float) -> dict:
     recs = {name: _read_back(out, name, items) for name, items in bench.items()}
     scores = summarize({name: ([r["label"] for r in rs], [r["prediction"] for r in rs]) for name, rs in recs.items()},
@@ -185,6 +195,9 @@ def _summary(cfg: ProcessBenchConfig, bench: dict[str, list[BenchItem]], out: Pa
         s["unparsed"] = sum(bool(r.get("unparsed")) for r in rs)
         if cfg.mode == "predictions":
             s["missing"] = sum(bool(r.get("missing")) for r in rs)
+        if s["n_error"] == 0 or s["n_correct"] == 0:
+            s["warning"] = one_class_warning(name, s, cfg.limit)
+            print(f"warning: {s['warning']}", file=sys.stderr)
     every = [r for rs in recs.values() for r in rs]
     scores["meta"] = {
         "mode": cfg.mode, "judge": cfg.model, "maj": cfg.maj, "threshold": cfg.threshold, "all_steps": cfg.all_steps,
