@@ -4,7 +4,7 @@
     python benchmarks/dtype.py --threads 2 --reps 3
 
 Whether `--bf16` (autocast) or `--dtype bfloat16` pays on a CPU depends on its bf16 units: on CPUs with
-AMX (Intel Sapphire Rapids and later) bf16 decoding measured 2.2x faster than float32 here; on a CPU with
+AMX an earlier session measured bf16 decoding 2.2x faster than float32 (docs/RESULTS.md, section 2); on a CPU with
 AVX2 only (no AVX512-BF16, no AMX) bf16 is emulated and much slower. This script measures both, so that a
 user picks the dtype for their own machine:
 
