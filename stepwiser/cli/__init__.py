@@ -26,6 +26,7 @@ SUBCOMMANDS = {
     "annotate": "annotate",
     "judge-data": "judge_data",
     "train-judge": "train_judge",
+    "export-judge": "export_judge",
     "eval": "evaluate",
     "report": "report",
     "search": "search",

@@ -407,6 +407,10 @@ def train_grpo(cfg: JudgeTrainConfig, examples: list[JudgeExample], init_model: 
     last = get_last_checkpoint(str(ckdir)) if cfg.resume and ckdir.is_dir() else None
     if _is_main():
         trim_metrics(metrics, int(last.rsplit("-", 1)[1]) if last else 0)
+    meta = {"cot": cfg.cot, "method": cfg.method, "label_type": label_type_of(examples), "base_model": cfg.model,
+            "warmup": init_model is not None, "shuffled_labels": cfg.shuffle_labels}
+    if _is_main():   # the run's judge metadata, for `export-judge` of its checkpoints
+        write_judge_meta(out, "generative", **meta)
     base = resolve_model(init_model or cfg.model)
     val = validation_examples(cfg) if _world_size() == 1 else []
     callbacks = metrics_callbacks(metrics, show, val, cfg.eval_steps, cfg.cot, cfg.max_completion_length, cfg.seed)
@@ -416,8 +420,7 @@ def train_grpo(cfg: JudgeTrainConfig, examples: list[JudgeExample], init_model: 
     result = trainer.train(resume_from_checkpoint=last)
     save_final(trainer, SimpleNamespace(lora=cfg.lora, model=base), final)
     if _is_main():
-        write_judge_meta(final, "generative", cot=cfg.cot, method=cfg.method, label_type=label_type_of(examples),
-                         base_model=cfg.model, warmup=init_model is not None, shuffled_labels=cfg.shuffle_labels)
+        write_judge_meta(final, "generative", **meta)
         rows = read_metrics(out)
         plot_metrics(rows, out / "metrics.png", f"{cfg.method} {cfg.model} lr {cfg.learning_rate:g}")
         manifest.finish({"examples": len(examples), "steps": trainer.state.global_step,

@@ -74,6 +74,15 @@ def _run_sft(cfg: SFTTrainConfig, stage: str) -> Path:
     return train_sft(cfg, load_conversations(cfg.data), stage=stage)
 
 
+def _run_judge_sft(cfg: SFTTrainConfig, stage: str, kind: str, **meta) -> Path:
+    """SFT a judge: its metadata goes into the run folder first (for `export-judge` of any checkpoint), then
+    into the final model."""
+    write_judge_meta(cfg.out, kind, **meta)
+    final = _run_sft(cfg, stage)
+    write_judge_meta(final, kind, **meta)
+    return final
+
+
 # --------------------------------------------------------------------------- format warm-up
 
 _SENTENCE = re.compile(r"(.+?[.!?:])(\s|$)", re.DOTALL)
@@ -130,10 +139,8 @@ def train_warmup(cfg: JudgeTrainConfig, examples, out: Path, cot: bool) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     data = _write_data(out / "warmup_data.jsonl", warmup_conversations(examples, cot, cfg.seed))
     scfg = sft_config(cfg, out, data, lr=cfg.warmup_lr, max_steps=steps)
-    final = _run_sft(scfg, "train-judge-warmup")
-    write_judge_meta(final, "generative", cot=cot, method="warmup", label_type=None, base_model=cfg.model,
-                     label_agnostic=True)
-    return final
+    return _run_judge_sft(scfg, "train-judge-warmup", "generative", cot=cot, method="warmup", label_type=None,
+                          base_model=cfg.model, label_agnostic=True)
 
 
 # --------------------------------------------------------------------------- rejection-sampling fine-tuning
@@ -195,9 +202,9 @@ def train_rft(cfg: JudgeTrainConfig, examples, engine, show: bool = True) -> tup
         raise StepwiserError(f"RFT kept no judgment: none of the {stats['sampled']} sampled verdicts matched its "
                              "label (warm the judge up first, or raise --rft-k / --rft-max-tokens)")
     data = _write_data(out / "rft_data.jsonl", rows)
-    final = _run_sft(sft_config(cfg, out, data), "train-judge")
-    write_judge_meta(final, "generative", cot=True, method="rft", label_type=label_type_of(examples),
-                     base_model=cfg.model, rft=stats, shuffled_labels=cfg.shuffle_labels)
+    final = _run_judge_sft(sft_config(cfg, out, data), "train-judge", "generative", cot=True, method="rft",
+                           label_type=label_type_of(examples), base_model=cfg.model, rft=stats,
+                           shuffled_labels=cfg.shuffle_labels)
     return final, stats
 
 
@@ -245,11 +252,10 @@ def train_disc_sft(cfg: JudgeTrainConfig, records: list[dict]) -> Path:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     data = _write_data(out / "disc_data.jsonl", disc_conversations(records))
-    final = _run_sft(sft_config(cfg, out, data), "train-judge")
     types = {r.get("label_type") for r in records} - {None}
-    write_judge_meta(final, "discriminative", method="disc-sft", label_type=types.pop() if len(types) == 1 else None,
-                     base_model=cfg.model, threshold=0.5, shuffled_labels=cfg.shuffle_labels)
-    return final
+    return _run_judge_sft(sft_config(cfg, out, data), "train-judge", "discriminative", method="disc-sft",
+                          label_type=types.pop() if len(types) == 1 else None, base_model=cfg.model, threshold=0.5,
+                          shuffled_labels=cfg.shuffle_labels)
 
 
 # --------------------------------------------------------------------------- any method

@@ -1,0 +1,36 @@
+"""`stepwiser export-judge`: training checkpoints as judge folders (for checkpoint selection on a dev split)."""
+from __future__ import annotations
+
+import click
+
+from .common import overwrite_option
+
+
+@click.command("export-judge")
+@click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("-o", "--out", required=True, type=click.Path(file_okay=False),
+              help="Parent folder: each checkpoint is written to OUT/checkpoint-N.")
+@overwrite_option
+def command(sources, out, overwrite):
+    """Make judge folders of `train-judge` checkpoints (a run folder = all of its checkpoints).
+
+    Each OUT/checkpoint-N is a plain HF model with its tokenizer and stepwiser_judge.json (the run's, plus
+    `checkpoint` and `step`), usable like RUN/final by `stepwiser eval` and every engine. Select on dev, then
+    evaluate the chosen one once on test:
+
+    \b
+      stepwiser export-judge runs/judge -o runs/judge-ckpts
+      for c in runs/judge-ckpts/checkpoint-*; do
+        stepwiser eval processbench --judge $c --data runs/bench --subsets dev -o runs/dev-$(basename $c); done
+    """
+    from pathlib import Path
+
+    from ..train.export import checkpoints_of, export_checkpoint
+
+    checkpoints = [c for s in sources for c in checkpoints_of(s)]
+    names = [c.name for c in checkpoints]
+    clash = sorted({n for n in names if names.count(n) > 1})
+    if clash:
+        raise click.UsageError(f"two sources have {', '.join(clash)}: export them to different --out folders")
+    for c in checkpoints:
+        click.echo(str(export_checkpoint(c, Path(out) / c.name, overwrite=overwrite)))
