@@ -111,15 +111,46 @@ def comparison_plot(rows: list[tuple[str, dict]], path: str | Path, title: str =
     plt.close(fig)
 
 
-def make_report(paths: list[str], names: list[str] | None = None, table_out: str | None = None,
-                plot_out: str | None = None) -> str:
-    """Load the summaries, write the table (and plot) where asked; returns the Markdown table."""
+def _judge_step(summary: dict) -> int:
+    """The training step of the judge a summary scored (its export's stepwiser_judge.json), else -1."""
+    judge = (summary.get("meta") or {}).get("judge")
+    meta = Path(str(judge)) / "stepwiser_judge.json" if judge else None
+    if meta is None or not meta.is_file():
+        return -1
+    step = json.loads(meta.read_text(encoding="utf-8")).get("step")
+    return step if isinstance(step, int) else -1
+
+
+def _mean_accuracy(summary: dict) -> float:
+    """Mean over subsets of (error_acc + correct_acc) / 2, the accuracies F1 is made of (None counts 0)."""
+    subs = list(summary["subsets"].values())
+    return sum(((s.get("error_acc") or 0) + (s.get("correct_acc") or 0)) / 2 for s in subs) / max(len(subs), 1)
+
+
+def select_best(rows: list[tuple[str, dict]]) -> int:
+    """Index of the row to select (checkpoint selection on a dev split): the highest average F1; ties by
+    the higher mean of error and correct accuracy, then by the later training step (the longer-trained
+    judge), then the later row."""
+    if not rows:
+        raise ValueError("nothing to select from")
+    keys = [((s.get("average_f1") or 0.0), _mean_accuracy(s), _judge_step(s), i) for i, (_, s) in enumerate(rows)]
+    return max(keys)[3]
+
+
+def load_rows(paths: list[str], names: list[str] | None = None) -> list[tuple[str, dict]]:
+    """(name, summary) per summary.json, names given or from the judge."""
     if not paths:
         raise ValueError("give at least one summary.json")
     if names is not None and len(names) != len(paths):
         raise ValueError(f"--names has {len(names)} name(s) for {len(paths)} summary file(s)")
     summaries = [load_summary(p) for p in paths]
-    rows = [(names[i] if names else default_name(s, p), s) for i, (p, s) in enumerate(zip(paths, summaries))]
+    return [(names[i] if names else default_name(s, p), s) for i, (p, s) in enumerate(zip(paths, summaries))]
+
+
+def make_report(paths: list[str], names: list[str] | None = None, table_out: str | None = None,
+                plot_out: str | None = None) -> str:
+    """Load the summaries, write the table (and plot) where asked; returns the Markdown table."""
+    rows = load_rows(paths, names)
     table = comparison_table(rows)
     if table_out:
         Path(table_out).parent.mkdir(parents=True, exist_ok=True)

@@ -58,3 +58,42 @@ def test_bad_summary_names_the_file(tmp_path):
     p.write_text("{")
     with pytest.raises(StepwiserError, match="malformed JSON"):
         load_summary(p)
+
+
+def _dev(f1, err, cor, judge):
+    return {"subsets": {"dev": {"n": 50, "f1": f1, "error_acc": err, "correct_acc": cor}}, "average_f1": f1,
+            "meta": {"judge": str(judge), "maj": 1}}
+
+
+def test_select_best_by_f1_then_accuracies_then_step(tmp_path):
+    from stepwiser.report import select_best
+
+    judges = []
+    for step in (12, 6, 18):   # given out of step order, as a shell glob lists checkpoint-12 before checkpoint-6
+        d = tmp_path / f"checkpoint-{step}"
+        d.mkdir()
+        (d / "stepwiser_judge.json").write_text(json.dumps({"kind": "generative", "step": step}))
+        judges.append(d)
+    rows = [("a", _dev(30.0, 20.0, 60.0, judges[0])), ("b", _dev(40.0, 30.0, 70.0, judges[1])),
+            ("c", _dev(35.0, 90.0, 90.0, judges[2]))]
+    assert select_best(rows) == 1                                     # the highest F1 wins
+    rows = [("a", _dev(0.0, 28.0, 0.0, judges[0])), ("b", _dev(0.0, 30.0, 0.0, judges[1])),
+            ("c", _dev(0.0, 28.0, 0.0, judges[2]))]
+    assert select_best(rows) == 1                                     # F1 tie: higher mean accuracy
+    rows = [("a", _dev(0.0, 28.0, 0.0, judges[0])), ("b", _dev(0.0, 28.0, 0.0, judges[1])),
+            ("c", _dev(0.0, 28.0, 0.0, judges[2])), ("d", _dev(0.0, 28.0, 0.0, tmp_path / "no-meta"))]
+    assert select_best(rows) == 2                                     # full tie: the latest step (18)
+    assert select_best([("x", _dev(0.0, 0.0, 0.0, "a")), ("y", _dev(0.0, 0.0, 0.0, "b"))]) == 1
+    with pytest.raises(ValueError):
+        select_best([])
+
+
+def test_report_select_prints_the_judge(tmp_path, capsys):
+    paths = []
+    for i, f1 in enumerate((10.0, 25.0, 5.0)):
+        p = tmp_path / f"s{i}" / "summary.json"
+        p.parent.mkdir()
+        p.write_text(json.dumps(_dev(f1, f1, f1, f"runs/ck-{i}")))
+        paths.append(str(p))
+    assert main(["report", *paths, "--select"]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == "selected: runs/ck-1 (average F1 25.0)"
