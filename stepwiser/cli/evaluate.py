@@ -106,6 +106,9 @@ def _print_summary(summary: dict) -> None:
 @click.option("--data", required=True, help="Folder of <subset>.json files, one such file, or 'hf' (Qwen/ProcessBench).")
 @click.option("--subsets", default=None, help="Comma-separated subsets to evaluate (default: all in --data).")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N items of each subset.")
+@click.option("--sample", type=click.IntRange(min=1), default=None,
+              help="N items of each subset drawn with --seed, clean and erroneous in the subset's proportions "
+                   "(ProcessBench files list erroneous items first, so --limit keeps one class).")
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Output folder.")
 @click.option("--maj", type=click.IntRange(min=1), default=1, show_default=True,
               help="Samples per step (judge) or per item (critic): greedy for 1, temperature 1.0 above.")
@@ -129,7 +132,7 @@ def _print_summary(summary: dict) -> None:
               help="--prm: items per forward pass.")
 @engine_options()
 @overwrite_option
-def processbench(judge, critic, prm, predictions, reference, data, subsets, limit, out, maj, threshold, all_steps,
+def processbench(judge, critic, prm, predictions, reference, data, subsets, limit, sample, out, maj, threshold, all_steps,
                  judge_kind, cot, max_tokens, seed, prior, bootstrap, batch_items, prm_batch_size, engine_opts,
                  overwrite):
     """Score a judge on ProcessBench: per-item predictions and F1 per subset (contract C4).
@@ -143,7 +146,7 @@ def processbench(judge, critic, prm, predictions, reference, data, subsets, limi
     mode, model = _mode(judge, critic, prm, predictions, reference)
     cfg = ProcessBenchConfig(mode=mode, model=model, data=data, out=out,
                              subsets=tuple(s.strip() for s in subsets.split(",") if s.strip()) if subsets else None,
-                             limit=limit, maj=maj, threshold=threshold, all_steps=all_steps, max_tokens=max_tokens,
+                             limit=limit, sample=sample, maj=maj, threshold=threshold, all_steps=all_steps, max_tokens=max_tokens,
                              seed=seed, engine=engine_opts["engine"], judge_kind=judge_kind, cot=cot, prior=prior,
                              bootstrap=bootstrap, batch_items=batch_items)
     with _predictor(mode, model, engine_opts, judge_kind, cot, max_tokens, seed, threshold, prm_batch_size) as factory:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ..errors import StepwiserError
 from ..records import JsonlWriter, RunManifest, iter_jsonl, manifest_path, write_json
-from .items import BenchItem, bench_files, load_bench
+from .items import BenchItem, bench_files, load_bench, stratified_sample
 from .metrics import DEFAULT_RESAMPLES, summarize
 from .reference import REFERENCES
 
@@ -38,6 +38,7 @@ class ProcessBenchConfig:
     out: str
     subsets: tuple | None = None
     limit: int | None = None        # first N items of each subset
+    sample: int | None = None       # N items of each subset drawn with `seed`, clean/erroneous stratified
     maj: int = 1                    # verdict (or critic) samples per step (item): greedy for 1, T = 1.0 above
     threshold: float = 0.5          # discriminative judges and PRMs: Negative below it
     all_steps: bool = False         # judge mode: judge every step (the prediction is unchanged)
@@ -67,6 +68,10 @@ class ProcessBenchConfig:
             raise ValueError(f"threshold must be in [0, 1], got {self.threshold}")
         if self.subsets is not None:
             self.subsets = tuple(self.subsets)
+        if self.limit is not None and self.sample is not None:
+            raise ValueError("give --limit (the first N items) or --sample (N drawn at random), not both")
+        if self.sample is not None and self.sample < 1:
+            raise ValueError(f"--sample must be >= 1, got {self.sample}")
 
 
 def _resolve(obj, mode: str):
@@ -143,10 +148,15 @@ def run_processbench(cfg: ProcessBenchConfig, predictor=None, overwrite: bool = 
     from ..progress import StageProgress
 
     bench = load_bench(cfg.data, cfg.subsets, cfg.limit)
+    if cfg.sample is not None:
+        bench = {name: stratified_sample(items, cfg.sample, cfg.seed, name) for name, items in bench.items()}
     prep, extra_inputs = _prepare(cfg, bench)
     out = Path(cfg.out)
     _check_fresh(out, bench, overwrite)
-    manifest = RunManifest.open(out, STAGE, dataclasses.asdict(cfg), [*bench_files(cfg.data, bench), *extra_inputs],
+    config = dataclasses.asdict(cfg)
+    if cfg.sample is None:   # added in 0.1: unset, it leaves the config hash of earlier runs as it was (resume)
+        config.pop("sample")
+    manifest = RunManifest.open(out, STAGE, config, [*bench_files(cfg.data, bench), *extra_inputs],
                                 overwrite=overwrite, volatile=ProcessBenchConfig.VOLATILE)
     writers = {name: JsonlWriter(out / f"{name}.jsonl", lambda r: str(r["id"])) for name in bench}
     todo = [it for name, items in bench.items() for it in items if it.id not in writers[name]]
@@ -201,7 +211,7 @@ def _summary(cfg: ProcessBenchConfig, bench: dict[str, list[BenchItem]], out: Pa
     every = [r for rs in recs.values() for r in rs]
     scores["meta"] = {
         "mode": cfg.mode, "judge": cfg.model, "maj": cfg.maj, "threshold": cfg.threshold, "all_steps": cfg.all_steps,
-        "engine": cfg.engine, "data": cfg.data, "subsets": list(bench), "limit": cfg.limit, "bootstrap": cfg.bootstrap,
+        "engine": cfg.engine, "data": cfg.data, "subsets": list(bench), "limit": cfg.limit, "sample": cfg.sample, "bootstrap": cfg.bootstrap,
         "time": datetime.now(UTC).isoformat(timespec="seconds"), "seconds_this_run": round(seconds, 1),
         "items": len(every), "steps_judged": sum(r.get("steps_judged", 0) for r in every),
         "tokens": sum(r.get("tokens", 0) for r in every)}
