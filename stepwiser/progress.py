@@ -1,6 +1,7 @@
 """Progress display shared by long stages: counts, rates and custom stats on one rich line."""
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -21,16 +22,22 @@ class StageProgress:
     """`with StageProgress("sample", total) as p: p.advance(k, tokens=..., acc=...)`.
 
     Stats passed to `advance` are summed (numbers named in `rates` are also shown per second);
-    `set` replaces a shown value. Disabled (silent) when stderr is not a terminal unless forced.
+    `set` replaces a shown value. `enabled=None` (the default): a live bar when stderr is a terminal, else
+    (a background run, a log file) one plain line every `every` seconds (default: the environment's
+    STEPWISER_PROGRESS_EVERY, else 60) and one at the end; `enabled=True` forces the bar, False is silent.
     """
 
     def __init__(self, desc: str, total: int, unit: str = "items", rates: tuple[str, ...] = (),
-                 enabled: bool | None = None):
+                 enabled: bool | None = None, every: float | None = None):
         self.desc, self.total, self.unit, self.rates = desc, total, unit, rates
         self.sums: dict[str, float] = {}
         self.shown: dict[str, str] = {}
-        self.t0 = time.time()
-        enabled = sys.stderr.isatty() if enabled is None else enabled
+        self.t0 = self._last = time.time()
+        self.done = 0
+        tty = sys.stderr.isatty()
+        self._plain = enabled is None and not tty
+        self.every = _every() if every is None else every
+        enabled = tty if enabled is None else enabled
         self._p = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                            TextColumn(unit), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
                            TextColumn("{task.fields[info]}"), console=console, disable=not enabled,
@@ -44,6 +51,8 @@ class StageProgress:
 
     def __exit__(self, *exc):
         self._p.__exit__(*exc)
+        if self._plain:
+            self._line()
 
     @property
     def elapsed(self) -> float:
@@ -61,8 +70,26 @@ class StageProgress:
             self.sums[k] = self.sums.get(k, 0.0) + v
         self._refresh(n)
 
-    def _refresh(self, n: int) -> None:
+    def _info(self) -> str:
         parts = [f"{k}/s {self.rate(k):.1f}" for k in self.rates]
-        parts += [f"{k} {v}" for k, v in self.shown.items()]
+        return "  ".join(parts + [f"{k} {v}" for k, v in self.shown.items()])
+
+    def _refresh(self, n: int) -> None:
+        self.done += n
         if self._task is not None:
-            self._p.update(self._task, advance=n, info="  ".join(parts))
+            self._p.update(self._task, advance=n, info=self._info())
+        if self._plain and time.time() - self._last >= self.every:
+            self._line()
+
+    def _line(self) -> None:
+        self._last = time.time()
+        print(f"{self.desc}: {self.done}/{self.total} {self.unit}, {self.elapsed:.0f} s  {self._info()}".rstrip(),
+              file=sys.stderr, flush=True)
+
+
+def _every() -> float:
+    raw = os.environ.get("STEPWISER_PROGRESS_EVERY", "60")
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"STEPWISER_PROGRESS_EVERY must be a number of seconds, got {raw!r}") from None
