@@ -174,7 +174,7 @@ def test_hanging_check_times_out_and_the_pool_recovers():
     r = check(HANG, "1", timeout=1.0)
     elapsed = time.monotonic() - t0
     assert r.status == "timeout" and not r.correct, r
-    assert 0.9 < elapsed < 3.0
+    assert 0.9 < elapsed < 10   # the timeout, then the kill (slack for loaded machines)
     assert check("\\boxed{2\\sqrt{2}}", "\\sqrt{8}", fast=False).correct
     children = _children(os.getpid())
     assert "Z" not in children.values()  # the killed worker was reaped
@@ -192,7 +192,9 @@ def test_pathological_inputs_return_within_the_timeout():
         t0 = time.monotonic()
         r = check(response, "1", timeout=0.5)
         assert r.status in ("timeout", "incorrect", "unparsed"), r.status
-        assert time.monotonic() - t0 < 2.5
+        # bounded by the 0.5 s timeout plus a worker restart, not by the input; the slack is for loaded CI
+        # machines (an earlier 2.5 s bound took 3.2 s with four jobs on two cores)
+        assert time.monotonic() - t0 < 10
 
 
 def test_worker_killed_while_idle_is_replaced():
