@@ -113,11 +113,10 @@ def comparison_plot(rows: list[tuple[str, dict]], path: str | Path, title: str =
 
 def _judge_step(summary: dict) -> int:
     """The training step of the judge a summary scored (its export's stepwiser_judge.json), else -1."""
+    from .judge import judge_meta
+
     judge = (summary.get("meta") or {}).get("judge")
-    meta = Path(str(judge)) / "stepwiser_judge.json" if judge else None
-    if meta is None or not meta.is_file():
-        return -1
-    step = json.loads(meta.read_text(encoding="utf-8")).get("step")
+    step = judge_meta(str(judge)).get("step") if judge else None
     return step if isinstance(step, int) else -1
 
 
@@ -148,9 +147,10 @@ def load_rows(paths: list[str], names: list[str] | None = None) -> list[tuple[st
 
 
 def make_report(paths: list[str], names: list[str] | None = None, table_out: str | None = None,
-                plot_out: str | None = None) -> str:
-    """Load the summaries, write the table (and plot) where asked; returns the Markdown table."""
-    rows = load_rows(paths, names)
+                plot_out: str | None = None, rows: list[tuple[str, dict]] | None = None) -> str:
+    """Load the summaries (or take `rows` from `load_rows`), write the table (and plot) where asked; returns
+    the Markdown table."""
+    rows = rows if rows is not None else load_rows(paths, names)
     table = comparison_table(rows)
     if table_out:
         Path(table_out).parent.mkdir(parents=True, exist_ok=True)

@@ -22,9 +22,9 @@ def command(summaries, names, table_out, plot, select):
     from ..report import load_rows, make_report, select_best
 
     name_list = [n.strip() for n in names.split(",")] if names else None
-    click.echo(make_report(list(summaries), name_list, table_out, plot), nl=False)
+    rows = load_rows(list(summaries), name_list)
+    click.echo(make_report(list(summaries), name_list, table_out, plot, rows=rows), nl=False)
     if select:
-        rows = load_rows(list(summaries), name_list)
         i = select_best(rows)
         best = rows[i][1]
         click.echo(f"selected: {(best.get('meta') or {}).get('judge') or summaries[i]} "

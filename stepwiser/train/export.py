@@ -20,7 +20,7 @@ import shutil
 from pathlib import Path
 
 from ..errors import StepwiserError
-from ..judge import JUDGE_META, write_judge_meta
+from ..judge import JUDGE_META, judge_meta, write_judge_meta
 from ..records import manifest_path
 
 MODEL_FILES = ("config.json", "generation_config.json", "model.safetensors", "model.safetensors.index.json")
@@ -50,9 +50,9 @@ def run_config(run: Path) -> dict:
 
 def run_meta(run: Path) -> dict:
     """The judge metadata of the run that wrote `run/checkpoints` (see the module docstring)."""
-    for path in (run / JUDGE_META, run / "final" / JUDGE_META):
-        if path.exists():
-            return json.loads(path.read_text())
+    for folder in (run, run / "final"):
+        if meta := judge_meta(str(folder)):
+            return meta
     cfg = run_config(run)
     method = cfg.get("method")
     if method not in ("grpo", "grpo-nocot"):
