@@ -19,14 +19,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from stepwiser.annotate import SEPARATOR, AnnotateConfig, run_annotate
-from stepwiser.chunks import parse_chunks, render_chunks
-from stepwiser.earlystop import GridPrior, StopConfig, simulate_problem
+from stepwiser.stages.annotate import SEPARATOR, AnnotateConfig, run_annotate
+from stepwiser.core.chunks import parse_chunks, render_chunks
+from stepwiser.core.earlystop import GridPrior, StopConfig, simulate_problem
 from stepwiser.engines import Request, SamplingParams, make_engine
-from stepwiser.labels import LABEL_TYPES, LabelParams
-from stepwiser.prompts import policy_messages
-from stepwiser.records import Sample, content_hash, write_jsonl
-from stepwiser.synth import generate_problems
+from stepwiser.core.labels import LABEL_TYPES, LabelParams
+from stepwiser.data.prompts import policy_messages
+from stepwiser.io.records import Sample, content_hash, write_jsonl
+from stepwiser.data.synth import generate_problems
 
 
 def make_inputs(tmp: Path, n: int, seed: int):

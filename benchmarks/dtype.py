@@ -78,7 +78,7 @@ def main() -> None:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from stepwiser.models import resolve_model
+    from stepwiser.models.loading import resolve_model
 
     model = AutoModelForCausalLM.from_pretrained(resolve_model(args.model), dtype=torch.float32)
     print(f"CPU flags: {cpu_bf16_flags()}; threads {args.threads}; median of {args.reps}")
@@ -88,7 +88,7 @@ def main() -> None:
     for dt in (torch.float32, torch.bfloat16):
         decode[dt] = time_decode(model.to(dt), torch, args.gen_batch, args.prompt, args.new_tokens, args.reps)
     toks = args.gen_batch * args.new_tokens
-    print(f"\n| measure | float32 | bfloat16 | bf16 / fp32 time |\n|---|---:|---:|---:|")
+    print("\n| measure | float32 | bfloat16 | bf16 / fp32 time |\n|---|---:|---:|---:|")
     print(f"| train fwd+bwd {args.batch}x{args.seq} (s) | {train[False]:.2f} | {train[True]:.2f} | "
           f"{train[True] / train[False]:.2f} |")
     print(f"| decode {args.gen_batch} seqs x {args.new_tokens} tokens (tokens/s) | {toks / decode[torch.float32]:.1f} | "

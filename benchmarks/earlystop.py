@@ -29,8 +29,8 @@ import time
 
 import numpy as np
 
-from stepwiser.earlystop import GridPrior, StopConfig, label_table, simulate, simulate_problem
-from stepwiser.labels import LABEL_TYPES, LabelParams
+from stepwiser.core.earlystop import GridPrior, StopConfig, label_table, simulate, simulate_problem
+from stepwiser.core.labels import LABEL_TYPES, LabelParams
 
 LABEL_SETS = {"abs_q": ("abs_q",), "rel_ratio": ("rel_ratio",), "rel_effective": ("rel_effective",),
               "all three": LABEL_TYPES}

@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _common import pick_engines, set_threads
 from stepwiser.engines import Request, SamplingParams, make_engine
-from stepwiser.models import DEFAULT_MODEL
-from stepwiser.prompts import policy_messages
+from stepwiser.models.loading import DEFAULT_MODEL
+from stepwiser.data.prompts import policy_messages
 
 
 def problems(count: int, seed: int = 0) -> list[str]:

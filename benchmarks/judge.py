@@ -5,7 +5,7 @@
     python benchmarks/judge.py --model Qwen/Qwen2.5-1.5B-Instruct --engines hf,vllm
     python benchmarks/judge.py --engines openai --base-url http://localhost:8000/v1
 
-The items are `--items` chunks of micro-domain problems (`stepwiser.synth.generate_problems`): for
+The items are `--items` chunks of micro-domain problems (`stepwiser.data.synth.generate_problems`): for
 problem i the chunk at index i mod H of its chunk-tagged reference solution, with all chunks before
 it as history. Each engine judges all items in one call of the judging API
 (`GenerativeJudge.judge`, CoT prompt, greedy for k = 1, temperature 1.0 for k > 1, at most
@@ -37,12 +37,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _common import pick_engines, set_threads
-from stepwiser.chunks import parse_chunks
+from stepwiser.core.chunks import parse_chunks
 from stepwiser.engines import make_engine
-from stepwiser.judge import GenerativeJudge, JudgeItem
-from stepwiser.models import DEFAULT_MODEL, resolve_model
-from stepwiser.records import JudgeExample, write_jsonl
-from stepwiser.synth import generate_problems
+from stepwiser.judges.generative import GenerativeJudge
+from stepwiser.judges.base import JudgeItem
+from stepwiser.models.loading import DEFAULT_MODEL, resolve_model
+from stepwiser.io.records import JudgeExample, write_jsonl
+from stepwiser.data.synth import generate_problems
 
 GRPO_BATCH = {"per_device_batch": 4, "grad_accum": 4, "num_generations": 4, "optimizer_steps_per_generation": 1}
 

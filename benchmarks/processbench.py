@@ -3,8 +3,8 @@
     python benchmarks/processbench.py                      # bundled SmolLM2, hf engine, ~5 minutes on 2 cores
     python benchmarks/processbench.py --items 64 --max-tokens 64 --engine vllm --model Qwen/Qwen2.5-1.5B-Instruct
 
-Items: a synthetic bench (`stepwiser.synth.generate_bench`, the items of `stepwiser data synth-bench`).
-Each row runs `stepwiser.eval.stepwise.run_stepwise` (the code behind `eval processbench --judge`) with a
+Items: a synthetic bench (`stepwiser.data.synth.generate_bench`, the items of `stepwiser data synth-bench`).
+Each row runs `stepwiser.judges.stepwise.run_stepwise` (the code behind `eval processbench --judge`) with a
 generative CoT judge, greedy, at most `--max-tokens` tokens per judgment, after a warm-up call:
 
 - "early stop": judging stops at an item's first Negative (or unparsed) step; "all steps": every step is
@@ -32,11 +32,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _common import set_threads
 from stepwiser.engines import make_engine
-from stepwiser.eval.items import BenchItem
-from stepwiser.eval.stepwise import run_stepwise
-from stepwiser.judge import GenerativeJudge, JudgeItem, Judgment
-from stepwiser.models import DEFAULT_MODEL, resolve_model
-from stepwiser.synth import generate_bench
+from stepwiser.data.bench import BenchItem
+from stepwiser.judges.stepwise import run_stepwise
+from stepwiser.judges.generative import GenerativeJudge
+from stepwiser.judges.base import JudgeItem, Judgment
+from stepwiser.models.loading import DEFAULT_MODEL, resolve_model
+from stepwiser.data.synth import generate_bench
 
 
 class LabelVerdicts:

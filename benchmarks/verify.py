@@ -25,7 +25,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from stepwiser import verify
+from stepwiser.core import verify
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -9,7 +9,7 @@ written to OUT/samples.jsonl). Then, per response:
 - well-formed: at least one chunk, no text outside the chunk tags, a \\boxed{} answer in the last
   chunk, and the generation ended by itself (EOS), not by running out of --max-tokens;
 - for each wrong answer, the first chunk that leaves the reference solution's trace
-  (`stepwiser.synth.first_divergent_chunk`; positions are 1-based) and the kind of error there.
+  (`stepwiser.data.synth.first_divergent_chunk`; positions are 1-based) and the kind of error there.
 
 Prints and writes OUT/summary.json: accuracy, well-formedness, the distribution of the first
 divergent chunk's position (1-based, and relative to the number of reference steps) and of error kinds.
@@ -23,9 +23,9 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from stepwiser.chunks import outside_text, parse_chunks
-from stepwiser.records import Problem, Sample, read_records, write_json
-from stepwiser.synth import first_divergent_chunk
+from stepwiser.core.chunks import outside_text, parse_chunks
+from stepwiser.io.records import Problem, Sample, read_records, write_json
+from stepwiser.data.synth import first_divergent_chunk
 
 _BOXED = re.compile(r"\\boxed\s*\{")
 
@@ -73,7 +73,7 @@ def analyse(samples: list[Sample], problems: dict[str, Problem]) -> dict:
 
 def run_greedy(model: str, problems: str, out: Path, max_tokens: int, batch_size: int) -> None:
     from stepwiser.engines import make_engine
-    from stepwiser.sample import SampleConfig, run_sample
+    from stepwiser.stages.sample import SampleConfig, run_sample
 
     cfg = SampleConfig(policy=model, problems=problems, out=str(out / "samples.jsonl"), n=1, temperature=0.0,
                        max_tokens=max_tokens, seed=0, batch_problems=batch_size)

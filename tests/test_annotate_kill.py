@@ -7,9 +7,9 @@ import subprocess
 import sys
 import time
 
-from stepwiser.chunks import parse_chunks
-from stepwiser.records import Sample, write_jsonl
-from stepwiser.synth import generate_problems
+from stepwiser.core.chunks import parse_chunks
+from stepwiser.io.records import Sample, write_jsonl
+from stepwiser.data.synth import generate_problems
 
 
 def test_sigkill_then_rerun_completes_exactly_once(tmp_path, tiny_model_dir):

@@ -3,11 +3,11 @@ import json
 import pytest
 from fakes import FakeEngine
 
-from stepwiser.annotate import AnnotateConfig, run_annotate
+from stepwiser.stages.annotate import AnnotateConfig, run_annotate
 from stepwiser.errors import StepwiserError
-from stepwiser.labels import label_chunks
-from stepwiser.records import Annotation, Problem, Sample, read_records, write_jsonl
-from stepwiser.relabel import merge, relabel
+from stepwiser.core.labels import label_chunks
+from stepwiser.io.records import Annotation, Problem, Sample, read_records, write_jsonl
+from stepwiser.stages.relabel import merge, relabel
 
 
 def policy(text, rng, req):

@@ -2,7 +2,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stepwiser.chunks import (
+from stepwiser.core.chunks import (
     is_valid_segmentation,
     outside_text,
     parse_chunks,

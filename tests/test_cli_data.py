@@ -7,8 +7,8 @@ import json
 import pytest
 
 from stepwiser.cli import main
-from stepwiser.records import Problem, read_records
-from stepwiser.synth import generate_problems
+from stepwiser.io.records import Problem, read_records
+from stepwiser.data.synth import generate_problems
 
 
 def test_help(capsys):
@@ -97,8 +97,8 @@ def test_exclude_needs_problem_texts(tmp_path, capsys):
     assert "problem" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(importlib.util.find_spec("stepwiser.datasets") is None,
-                    reason="stepwiser.datasets is not there yet")
+@pytest.mark.skipif(importlib.util.find_spec("stepwiser.data.datasets") is None,
+                    reason="stepwiser.data.datasets is not there yet")
 def test_load_jsonl(tmp_path):
     src = tmp_path / "in.jsonl"
     rows = [{"question": "What is 2 + 3?", "final": "5"}, {"question": "What is 4 * 6?", "final": "24"}]

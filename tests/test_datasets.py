@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from stepwiser import datasets as D
-from stepwiser.datasets import load_problems, load_processbench
+from stepwiser.data import datasets as D
+from stepwiser.data.datasets import load_problems, load_processbench
 from stepwiser.errors import StepwiserError
-from stepwiser.records import Problem, RecordError, content_hash
+from stepwiser.io.records import Problem, RecordError, content_hash
 
 FIX = Path(__file__).parent / "fixtures"
 

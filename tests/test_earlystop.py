@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from stepwiser.earlystop import (
+from stepwiser.core.earlystop import (
     EarlyStopper,
     GridPrior,
     StopConfig,
@@ -19,7 +19,7 @@ from stepwiser.earlystop import (
     simulate,
     simulate_problem,
 )
-from stepwiser.labels import LABEL_TYPES, LabelParams, label_chunks
+from stepwiser.core.labels import LABEL_TYPES, LabelParams, label_chunks
 
 LABEL_SETS = [("abs_q",), ("rel_ratio",), ("rel_effective",), LABEL_TYPES]
 

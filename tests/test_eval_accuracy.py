@@ -6,8 +6,8 @@ import pytest
 from fakes import FakeEngine
 
 from stepwiser.cli import main
-from stepwiser.eval.accuracy import AccuracyConfig, accuracy_stats, run_accuracy
-from stepwiser.records import Problem, iter_jsonl, write_jsonl
+from stepwiser.stages.eval_accuracy import AccuracyConfig, accuracy_stats, run_accuracy
+from stepwiser.io.records import Problem, iter_jsonl, write_jsonl
 
 
 def _problems(tmp_path, n=4):

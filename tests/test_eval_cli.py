@@ -66,7 +66,7 @@ def test_a_subset_with_one_class_only_is_flagged(tmp_path, capsys):
 
 
 def _bench_items(n_error, n_clean, name="gsm8k"):
-    from stepwiser.eval.items import BenchItem
+    from stepwiser.data.bench import BenchItem
 
     # erroneous first, as in the ProcessBench files
     return [BenchItem(name, f"{name}-{i}", "p", ("a", "b", "c"), (i % 3) if i < n_error else -1, {})
@@ -74,7 +74,7 @@ def _bench_items(n_error, n_clean, name="gsm8k"):
 
 
 def test_stratified_sample_keeps_both_classes_in_proportion():
-    from stepwiser.eval.items import stratified_sample
+    from stepwiser.data.bench import stratified_sample
 
     items = _bench_items(207, 193)   # the ProcessBench gsm8k counts
     got = stratified_sample(items, 40, seed=0, name="gsm8k")

@@ -5,9 +5,9 @@ import pytest
 from eval_data import ITEMS, records, write_bench
 from fakes import FakeEngine
 
-from stepwiser.eval.critic import Critic, critic_messages, critic_vote, parse_index
-from stepwiser.eval.items import BenchItem
-from stepwiser.eval.processbench import ProcessBenchConfig, run_processbench
+from stepwiser.judges.critic import Critic, critic_messages, critic_vote, parse_index
+from stepwiser.data.bench import BenchItem
+from stepwiser.stages.eval_processbench import ProcessBenchConfig, run_processbench
 
 
 def test_prompt_shows_every_step_as_a_numbered_paragraph():

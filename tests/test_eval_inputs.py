@@ -7,10 +7,10 @@ import pytest
 from eval_data import ITEMS, records, write_bench
 
 from stepwiser.cli import main
-from stepwiser.eval.items import BenchItem
-from stepwiser.eval.processbench import ProcessBenchConfig, run_processbench
-from stepwiser.eval.reference import LabelPrior
-from stepwiser.synth import generate_bench
+from stepwiser.data.bench import BenchItem
+from stepwiser.stages.eval_processbench import ProcessBenchConfig, run_processbench
+from stepwiser.judges.reference import LabelPrior
+from stepwiser.data.synth import generate_bench
 
 FIXTURES = Path(__file__).parent / "fixtures" / "processbench"
 

@@ -7,10 +7,10 @@ from fakes import FakeEngine
 
 from stepwiser.cli import main
 from stepwiser.errors import ConfigMismatchError, StepwiserError
-from stepwiser.eval.labels import LabelsEvalConfig, label_scores, run_labels
-from stepwiser.eval.metrics import percentile_interval, resample_indices
-from stepwiser.judge import GenerativeJudge
-from stepwiser.records import write_jsonl
+from stepwiser.stages.eval_labels import LabelsEvalConfig, label_scores, run_labels
+from stepwiser.core.metrics import percentile_interval, resample_indices
+from stepwiser.judges.generative import GenerativeJudge
+from stepwiser.io.records import write_jsonl
 from stepwiser.train.judge_metrics import verdict_metrics
 
 # --------------------------------------------------------------------------- label_scores
@@ -173,7 +173,7 @@ def test_limit_to_one_class_and_missing_split_are_refused(tmp_path):
 # --------------------------------------------------------------------------- CLI
 
 def test_cli_with_a_fake_judge_resumes_without_duplicates(tmp_path, monkeypatch, capsys):
-    import stepwiser.judge
+    import stepwiser.judges.load
 
     loads = []
 
@@ -181,7 +181,7 @@ def test_cli_with_a_fake_judge_resumes_without_duplicates(tmp_path, monkeypatch,
         loads.append((model, kw))
         return fake_judge()
 
-    monkeypatch.setattr(stepwiser.judge, "load_judge", load_judge)
+    monkeypatch.setattr(stepwiser.judges.load, "load_judge", load_judge)
     data = write_split(tmp_path / "jd")
     out = tmp_path / "out"
     args = ["eval", "labels", "--judge", "some/judge", "--data", str(data), "-o", str(out), "--bootstrap", "20",
@@ -217,7 +217,7 @@ def test_cli_on_tiny_models(tmp_path, tiny_model_dir, capsys):
 # --------------------------------------------------------------------------- auroc
 
 def test_auroc_exact_values():
-    from stepwiser.eval.labels import auroc
+    from stepwiser.stages.eval_labels import auroc
 
     assert auroc([1, 1, 0, 0], [0.9, 0.8, 0.2, 0.1]) == 100.0
     assert auroc([1, 1, 0, 0], [0.1, 0.2, 0.8, 0.9]) == 0.0
@@ -231,7 +231,7 @@ def test_auroc_exact_values():
 
 
 def test_auroc_interval_resamples_problems():
-    from stepwiser.eval.labels import auroc_interval
+    from stepwiser.stages.eval_labels import auroc_interval
 
     # a perfect ranking stays perfect in every replicate
     assert auroc_interval(["a", "a", "b", "b"], [1, 0, 1, 0], [0.9, 0.1, 0.8, 0.2], resamples=200) == [100.0, 100.0]

@@ -1,8 +1,8 @@
 """ProcessBench scores (C4): exact values on hand-made predictions, degenerate cases, bootstrap intervals."""
 import pytest
 
-from stepwiser import synth
-from stepwiser.eval.metrics import (
+from stepwiser.data import synth
+from stepwiser.core.metrics import (
     bootstrap_f1,
     f1_score,
     percentile_interval,

@@ -6,8 +6,8 @@ from eval_data import records, write_bench
 
 from stepwiser.cli import main
 from stepwiser.errors import StepwiserError
-from stepwiser.eval.items import BenchItem
-from stepwiser.eval.prm import PRM_SYSTEM, STEP_TOKEN, ProcessRewardModel, first_below, prm_class
+from stepwiser.data.bench import BenchItem
+from stepwiser.judges.prm import PRM_SYSTEM, STEP_TOKEN, ProcessRewardModel, first_below, prm_class
 
 ITEMS = [BenchItem("s", "a", "What is 2 + 3?", ("2 + 3 = 5.", "So the answer is \\boxed{5}."), -1),
          BenchItem("s", "b", "A longer problem: what is 4 * 6 - 1?", ("4 * 6 = 24.", "24 - 1 = 22.", "\\boxed{22}"), 1),
@@ -41,7 +41,7 @@ def official_step_rewards(model_dir, item):
     import torch.nn.functional as F
     from transformers import AutoTokenizer
 
-    from stepwiser.eval.prm import load_prm_model
+    from stepwiser.judges.prm import load_prm_model
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     model = load_prm_model(str(model_dir), device="cpu")

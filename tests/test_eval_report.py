@@ -5,7 +5,7 @@ import pytest
 
 from stepwiser.cli import main
 from stepwiser.errors import StepwiserError
-from stepwiser.report import comparison_table, load_summary, make_report
+from stepwiser.stages.report import comparison_table, load_summary, make_report
 
 
 def _summary(f1s: dict, avg, ci=True, judge="runs/judge-a", maj=1):
@@ -66,7 +66,7 @@ def _dev(f1, err, cor, judge):
 
 
 def test_select_best_by_f1_then_accuracies_then_step(tmp_path):
-    from stepwiser.report import select_best
+    from stepwiser.stages.report import select_best
 
     judges = []
     for step in (12, 6, 18):   # given out of step order, as a shell glob lists checkpoint-12 before checkpoint-6

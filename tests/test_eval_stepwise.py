@@ -6,10 +6,11 @@ from eval_data import ITEMS, new_chunk, records, verdict_policy, write_bench
 from fakes import FakeEngine
 
 from stepwiser.errors import ConfigMismatchError
-from stepwiser.eval.items import BenchItem
-from stepwiser.eval.processbench import ProcessBenchConfig, run_processbench
-from stepwiser.eval.stepwise import run_stepwise, stepwise_prediction
-from stepwiser.judge import GenerativeJudge, Judgment
+from stepwiser.data.bench import BenchItem
+from stepwiser.stages.eval_processbench import ProcessBenchConfig, run_processbench
+from stepwiser.judges.stepwise import run_stepwise, stepwise_prediction
+from stepwiser.judges.generative import GenerativeJudge
+from stepwiser.judges.base import Judgment
 
 
 def judged_chunks(engine) -> list[str]:

@@ -1,4 +1,4 @@
-"""`stepwiser export-judge`: train-judge checkpoints as judge folders (stepwiser.train.export), tiny model, CPU."""
+"""`stepwiser export-judge`: train-judge checkpoints as judge folders (stepwiser.stages.export_judge), tiny model, CPU."""
 from __future__ import annotations
 
 import json
@@ -9,11 +9,13 @@ from test_disc import disc_records
 from test_train_grpo import cfg_for, first_token_parity_reward, judge_examples, write_data
 
 from stepwiser.cli import main
-from stepwiser.disc import DiscriminativeJudge
+from stepwiser.judges.discriminative import DiscriminativeJudge
 from stepwiser.errors import StepwiserError
-from stepwiser.judge import JUDGE_META, GenerativeJudge, load_judge
-from stepwiser.records import write_jsonl
-from stepwiser.train.export import checkpoints_of, export_checkpoint, run_meta
+from stepwiser.judges.base import JUDGE_META
+from stepwiser.judges.generative import GenerativeJudge
+from stepwiser.judges.load import load_judge
+from stepwiser.io.records import write_jsonl
+from stepwiser.stages.export_judge import checkpoints_of, export_checkpoint, run_meta
 from stepwiser.train.grpo import JudgeTrainConfig, train_grpo
 from stepwiser.train.judge_sft import train_judge
 

@@ -5,22 +5,15 @@ import shutil
 import pytest
 from fakes import FakeEngine
 
-from stepwiser.annotate import AnnotateConfig, run_annotate
+from stepwiser.stages.annotate import AnnotateConfig, run_annotate
 from stepwiser.engines import EngineError, Request
-from stepwiser.judge import (
-    GenerativeJudge,
-    JudgeItem,
-    Judgment,
-    disc_messages,
-    format_history,
-    judge_messages,
-    load_judge,
-    majority,
-    parse_verdict,
-    write_judge_meta,
-)
-from stepwiser.judge_data import judge_item, stepwise_examples
-from stepwiser.records import Annotation, Problem, Sample, read_records, write_jsonl
+from stepwiser.judges.generative import GenerativeJudge
+from stepwiser.judges.base import JudgeItem, Judgment, write_judge_meta
+from stepwiser.judges.prompts import disc_messages, format_history, judge_messages
+from stepwiser.judges.load import load_judge
+from stepwiser.core.verdict import majority, parse_verdict
+from stepwiser.stages.judge_data import judge_item, stepwise_examples
+from stepwiser.io.records import Annotation, Problem, Sample, read_records, write_jsonl
 
 ITEM = JudgeItem(problem="Tom has 3 apples and buys 4 more. How many apples?",
                  history=["Tom starts with 3 apples.", "He buys 4 more apples."],

@@ -6,11 +6,11 @@ import shutil
 import pytest
 from fakes import FakeEngine
 
-from stepwiser.annotate import AnnotateConfig, run_annotate
+from stepwiser.stages.annotate import AnnotateConfig, run_annotate
 from stepwiser.cli import main
 from stepwiser.errors import ConfigMismatchError, StepwiserError
-from stepwiser.judge import disc_messages, judge_messages
-from stepwiser.judge_data import (
+from stepwiser.judges.prompts import disc_messages, judge_messages
+from stepwiser.stages.judge_data import (
     JudgeDataConfig,
     balance,
     class_counts,
@@ -21,7 +21,7 @@ from stepwiser.judge_data import (
     run_judge_data,
     split_problems,
 )
-from stepwiser.records import (
+from stepwiser.io.records import (
     Annotation,
     JudgeExample,
     Problem,

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stepwiser.labels import (
+from stepwiser.core.labels import (
     LABEL_TYPES,
     LabelParams,
     label_chunks,

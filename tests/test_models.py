@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from stepwiser import models
+from stepwiser.models import loading as models
 from stepwiser.errors import StepwiserError
 
 

@@ -1,8 +1,8 @@
 """StageProgress: a live bar on a terminal, periodic plain lines in a log (background runs), silent when off."""
 import pytest
 
-from stepwiser import progress
-from stepwiser.progress import StageProgress
+from stepwiser.io import progress
+from stepwiser.io.progress import StageProgress
 
 
 def test_plain_lines_when_stderr_is_not_a_terminal(capsys, monkeypatch):

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from stepwiser.errors import ConfigMismatchError
-from stepwiser.records import (
+from stepwiser.io.records import (
     JsonlWriter,
     Problem,
     RecordError,
@@ -66,7 +66,7 @@ def test_kill_mid_write_then_resume(tmp_path):
     p = tmp_path / "out.jsonl"
     code = (
         "import sys, time\n"
-        "from stepwiser.records import JsonlWriter\n"
+        "from stepwiser.io.records import JsonlWriter\n"
         f"w = JsonlWriter({str(p)!r}, lambda o: o['id'])\n"
         "for i in range(100000):\n"
         "    k = str(i)\n"

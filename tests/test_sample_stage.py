@@ -4,8 +4,8 @@ import pytest
 from fakes import FakeEngine
 
 from stepwiser.errors import ConfigMismatchError
-from stepwiser.records import Problem, Sample, read_records, write_jsonl
-from stepwiser.sample import SampleConfig, run_sample
+from stepwiser.io.records import Problem, Sample, read_records, write_jsonl
+from stepwiser.stages.sample import SampleConfig, run_sample
 
 
 def _problems(tmp_path, k=5):

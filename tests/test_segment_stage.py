@@ -2,8 +2,8 @@ import json
 
 from fakes import FakeEngine
 
-from stepwiser.records import Problem, Sample, SFTExample, read_records, write_jsonl
-from stepwiser.segment import SegmentConfig, clean_teacher_output, run_segment, select_responses
+from stepwiser.io.records import Problem, Sample, SFTExample, read_records, write_jsonl
+from stepwiser.stages.segment import SegmentConfig, clean_teacher_output, run_segment, select_responses
 
 ORIG = "First 3 * 4 = 12.\nThen 12 + 1 = 13.\n\nSo the answer is \\boxed{13}."
 

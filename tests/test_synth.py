@@ -1,4 +1,4 @@
-"""The micro arithmetic domain and the synthetic ProcessBench (stepwiser.synth)."""
+"""The micro arithmetic domain and the synthetic ProcessBench (stepwiser.data.synth)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from fractions import Fraction
 
 import pytest
 
-from stepwiser.chunks import parse_chunks, render_chunks
-from stepwiser.synth import (
+from stepwiser.core.chunks import parse_chunks, render_chunks
+from stepwiser.data.synth import (
     check_chunk_arithmetic,
     chunk_values,
     first_divergent_chunk,

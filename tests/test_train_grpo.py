@@ -7,8 +7,9 @@ import pytest
 
 from stepwiser.cli import main
 from stepwiser.errors import ConfigMismatchError, StepwiserError
-from stepwiser.judge import JUDGE_META, JudgeItem, judge_messages
-from stepwiser.records import JudgeExample, write_jsonl
+from stepwiser.judges.base import JUDGE_META, JudgeItem
+from stepwiser.judges.prompts import judge_messages
+from stepwiser.io.records import JudgeExample, write_jsonl
 from stepwiser.train.grpo import (
     JudgeReward,
     JudgeTrainConfig,
@@ -141,7 +142,7 @@ def test_config_validation(kw, msg):
 def test_recipes_build_configs_with_several_optimiser_steps_per_generation(name):
     from pathlib import Path
 
-    from stepwiser.config import config_from
+    from stepwiser.io.config import config_from
 
     recipe = Path(__file__).resolve().parents[1] / "recipes" / f"judge-grpo-{name}.yaml"
     cfg = config_from(JudgeTrainConfig, recipe, "train_judge", {"lr": 3e-6} if name == "micro" else {})
@@ -300,7 +301,7 @@ def test_a_model_without_chat_template_is_a_clear_error(tiny_model_dir, tmp_path
     (plain / "chat_template.jinja").unlink()
     with pytest.raises(StepwiserError, match="no chat template"):
         train_grpo(cfg_for(plain, tmp_path / "run"), judge_examples(), show=False)
-    from stepwiser.disc import DiscriminativeJudge
+    from stepwiser.judges.discriminative import DiscriminativeJudge
     with pytest.raises(StepwiserError, match="no chat template"):
         DiscriminativeJudge(str(plain))
 

@@ -8,8 +8,10 @@ from fakes import FakeEngine
 from test_train_grpo import judge_examples, write_data
 
 from stepwiser.errors import StepwiserError
-from stepwiser.judge import JUDGE_META, JudgeItem, judge_messages, parse_verdict
-from stepwiser.records import JudgeExample
+from stepwiser.judges.base import JUDGE_META, JudgeItem
+from stepwiser.judges.prompts import judge_messages
+from stepwiser.core.verdict import parse_verdict
+from stepwiser.io.records import JudgeExample
 from stepwiser.train.grpo import JudgeTrainConfig, is_bare_verdict
 from stepwiser.train.judge_metrics import read_metrics
 from stepwiser.train.judge_sft import (
@@ -92,7 +94,7 @@ def verdict_engine():
 
 
 def test_rft_keeps_only_judgments_that_match_the_label(tmp_path):
-    from stepwiser.judge import GenerativeJudge
+    from stepwiser.judges.generative import GenerativeJudge
 
     exs = judge_examples(16)
     engine = verdict_engine()

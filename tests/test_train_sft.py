@@ -8,8 +8,8 @@ import pytest
 
 from stepwiser.cli import main
 from stepwiser.errors import ConfigMismatchError, StepwiserError
-from stepwiser.prompts import policy_messages
-from stepwiser.records import Problem, SFTExample, write_jsonl
+from stepwiser.data.prompts import policy_messages
+from stepwiser.io.records import Problem, SFTExample, write_jsonl
 from stepwiser.train.sft import (
     SFTTrainConfig,
     learning_curve,

@@ -14,8 +14,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stepwiser import verify, verify_pool
-from stepwiser.verify import VerifyResult, check, check_batch, extract_answer, is_correct, last_boxed
+from stepwiser.core import verify
+
+from stepwiser.core import verify_pool
+from stepwiser.core.verify import VerifyResult, check, check_batch, extract_answer, is_correct, last_boxed
 
 HANG = "\\boxed{10^{10^{10}}}"  # math-verify/sympy evaluates this for minutes
 
@@ -276,7 +278,7 @@ def test_check_batch_keeps_order():
 
 def test_shutdown_leaves_no_processes_and_pool_restarts():
     verify.shutdown()
-    assert not any("stepwiser.verify" in _cmdline(p) for p in _children(os.getpid()))
+    assert not any("stepwiser.core.verify" in _cmdline(p) for p in _children(os.getpid()))
     assert check("\\boxed{2^{10}}", "1024", fast=False).correct
 
 

@@ -14,7 +14,7 @@ import sys
 
 import click
 
-from .. import __version__
+from stepwiser import __version__
 
 # subcommand -> module under stepwiser.cli (each defines `command`, a click.Command)
 SUBCOMMANDS = {

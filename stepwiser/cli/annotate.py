@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from .common import LazyEngine, engine_options, overwrite_option
+from stepwiser.cli.common import LazyEngine, engine_options, overwrite_option
 
 LABELS = "abs_q,rel_ratio,rel_effective"
 
@@ -51,21 +51,21 @@ def command(policy, samples, problems, out, rollouts, temperature, top_p, max_to
 
     Also: --relabel FILE (new gamma/alpha from stored counts) and --merge SHARD... (join shards).
     """
-    from ..report_text import print_summary
+    from stepwiser.io.summary import print_summary
 
     label_list = tuple(x.strip() for x in labels.split(",") if x.strip())
     if relabel_from:
-        from ..relabel import relabel
+        from stepwiser.stages.relabel import relabel
         print_summary("relabel", relabel(relabel_from, out, label_list, gamma, alpha, n_best))
         return
     if merge_from:
-        from ..relabel import merge
+        from stepwiser.stages.relabel import merge
         print_summary("merge", merge(list(merge_from), out, samples))
         return
     missing = [f"--{k}" for k, v in (("policy", policy), ("samples", samples), ("problems", problems)) if not v]
     if missing:
         raise click.UsageError(f"missing {', '.join(missing)}")
-    from ..annotate import AnnotateConfig, run_annotate
+    from stepwiser.stages.annotate import AnnotateConfig, run_annotate
 
     cfg = AnnotateConfig(policy=policy, samples=samples, problems=problems, out=out, rollouts=rollouts,
                          temperature=temperature, top_p=top_p, max_tokens=max_tokens, labels=label_list,

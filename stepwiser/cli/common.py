@@ -5,7 +5,7 @@ import functools
 
 import click
 
-from ..engines import ENGINES
+from stepwiser.engines import ENGINES, LazyEngine, build_engine, engine_kwargs  # noqa: F401 (re-exported)
 
 
 def engine_options(role: str = ""):
@@ -59,44 +59,6 @@ def engine_options(role: str = ""):
             wrapper = o(wrapper)
         return wrapper
     return deco
-
-
-def engine_kwargs(opts: dict) -> dict:
-    """The keyword arguments of `make_engine` for the chosen backend (others are dropped)."""
-    e = opts["engine"]
-    if e == "hf":
-        return {k: opts[k] for k in ("batch_size", "device", "dtype") if opts.get(k) is not None}
-    if e == "vllm":
-        return {k: opts[k] for k in ("tensor_parallel_size", "data_parallel_size", "gpu_memory_utilization",
-                                      "enforce_eager")}
-    if not opts.get("base_url"):
-        raise click.UsageError("--engine openai needs --base-url URL[,URL...]")
-    return {"base_url": opts["base_url"], "tokenizer": opts.get("tokenizer"), "concurrency": opts["concurrency"]}
-
-
-def build_engine(model: str, opts: dict):
-    from ..engines import make_engine
-    return make_engine(opts["engine"], model, **engine_kwargs(opts))
-
-
-class LazyEngine:
-    """A context manager giving a zero-argument engine factory: the model is loaded only if the stage
-    has work to do, after its inputs were validated; closed on exit."""
-
-    def __init__(self, model: str, opts: dict):
-        self.model, self.opts, self.engine = model, opts, None
-
-    def __call__(self):
-        if self.engine is None:
-            self.engine = build_engine(self.model, self.opts)
-        return self.engine
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        if self.engine is not None:
-            self.engine.close()
 
 
 def overwrite_option(f):

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import click
 
-from .common import overwrite_option
+from stepwiser.cli.common import overwrite_option
 
-FORMATS = ("gsm8k", "math", "jsonl", "json", "numina", "processbench")  # stepwiser.datasets.FORMATS
+FORMATS = ("gsm8k", "math", "jsonl", "json", "numina", "processbench")  # stepwiser.data.datasets.FORMATS
 
 
 @click.group("data")
@@ -25,8 +25,8 @@ def command():
 
 def _exclude_texts(paths) -> set[str]:
     """Problem texts of JSONL/JSON files (records with a "problem" field); a folder: its *.json(l)."""
-    from ..errors import StepwiserError
-    from ..records import read_json_or_jsonl
+    from stepwiser.errors import StepwiserError
+    from stepwiser.io.records import read_json_or_jsonl
 
     files = []
     for p in map(Path, paths):
@@ -47,7 +47,7 @@ def _exclude_texts(paths) -> set[str]:
 
 
 def _refuse_existing(paths, overwrite: bool) -> None:
-    from ..errors import StepwiserError
+    from stepwiser.errors import StepwiserError
 
     existing = [str(p) for p in paths if Path(p).exists()]
     if existing and not overwrite:
@@ -56,7 +56,7 @@ def _refuse_existing(paths, overwrite: bool) -> None:
 
 def _open_manifest(out: Path, stage: str, config: dict, inputs: list, overwrite: bool):
     """The run manifest (C7) of a one-file output, or None when `out` is complete with this config."""
-    from ..records import RunManifest, manifest_path
+    from stepwiser.io.records import RunManifest, manifest_path
 
     if not manifest_path(out).exists():
         _refuse_existing([out], overwrite)
@@ -134,9 +134,9 @@ def synth(n, seed, out, min_steps, max_steps, max_operand, max_value, exclude, o
     Deterministic for a seed. Each problem has exact integer answers, one <chunk> per operation
     and a machine-readable trace in its "steps" field.
     """
-    from ..records import write_jsonl
-    from ..report_text import print_summary
-    from ..synth import generate_problems
+    from stepwiser.io.records import write_jsonl
+    from stepwiser.io.summary import print_summary
+    from stepwiser.data.synth import generate_problems
 
     _check_steps(min_steps, max_steps)
     config = {
@@ -192,9 +192,9 @@ def synth_bench(n, seed, out, min_steps, max_steps, max_operand, max_value, excl
     correctly from the wrong value, so `label` is its index. Evaluate it like ProcessBench:
     `stepwiser eval processbench --data DIR`.
     """
-    from ..records import write_json
-    from ..report_text import print_summary
-    from ..synth import generate_bench, position_prior_f1
+    from stepwiser.io.records import write_json
+    from stepwiser.io.summary import print_summary
+    from stepwiser.data.synth import generate_bench, position_prior_f1
 
     _check_steps(min_steps, max_steps)
     _refuse_existing([out / "test.json", out / "dev.json"], overwrite)
@@ -243,9 +243,9 @@ def synth_bench(n, seed, out, min_steps, max_steps, max_operand, max_value, excl
 @overwrite_option
 def load(fmt, input_path, out, problem_field, answer_field, split, limit, overwrite):
     """Convert a public dataset (GSM8K, MATH, NuminaMath, ProcessBench) or any JSONL into problems."""
-    from ..datasets import load_problems
-    from ..records import write_jsonl
-    from ..report_text import print_summary
+    from stepwiser.data.datasets import load_problems
+    from stepwiser.io.records import write_jsonl
+    from stepwiser.io.summary import print_summary
 
     config = {
         "format": fmt,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
-from .common import LazyEngine, engine_options, overwrite_option
+from stepwiser.cli.common import LazyEngine, engine_options, overwrite_option
 
-REFERENCES = ("always-correct", "first-step", "position-prior", "oracle")   # stepwiser.eval.reference
+REFERENCES = ("always-correct", "first-step", "position-prior", "oracle")   # stepwiser.judges.reference
 
 
 @click.group("eval")
@@ -58,12 +58,12 @@ def _predictor(mode: str, model: str, engine_opts: dict, kind, cot, max_tokens, 
         return LazyEngine(model, engine_opts)
     if mode == "judge":
         def build():
-            from ..judge import load_judge
+            from stepwiser.judges.load import load_judge
             return load_judge(model, engine_opts, kind=kind, cot=cot, max_tokens=max_tokens, seed=seed,
                               threshold=threshold)
     elif mode == "prm":
         def build():
-            from ..eval.prm import ProcessRewardModel
+            from stepwiser.judges.prm import ProcessRewardModel
             return ProcessRewardModel(model, threshold=threshold, device=engine_opts.get("device"),
                                       dtype=engine_opts.get("dtype"), batch_size=prm_batch_size)
     else:
@@ -141,7 +141,7 @@ def processbench(judge, critic, prm, predictions, reference, data, subsets, limi
     OUT/manifest.json, and OUT/summary.json once every item is done (n, error_acc, correct_acc, f1 with a
     bootstrap 95% interval, unparsed per subset; the unweighted average F1). Rerunning resumes.
     """
-    from ..eval.processbench import ProcessBenchConfig, run_processbench
+    from stepwiser.stages.eval_processbench import ProcessBenchConfig, run_processbench
 
     mode, model = _mode(judge, critic, prm, predictions, reference)
     cfg = ProcessBenchConfig(mode=mode, model=model, data=data, out=out,
@@ -177,8 +177,8 @@ def accuracy(policy, problems, out, k, temperature, top_p, max_tokens, seed, lim
     Writes OUT/samples.jsonl (resumable, as `stepwiser sample`), OUT/problems.jsonl (per problem) and
     OUT/summary.json (mean accuracy, standard error, unparsed answers).
     """
-    from ..eval.accuracy import AccuracyConfig, run_accuracy
-    from ..report_text import print_summary
+    from stepwiser.stages.eval_accuracy import AccuracyConfig, run_accuracy
+    from stepwiser.io.summary import print_summary
 
     cfg = AccuracyConfig(policy=policy, problems=problems, out=out, k=k, temperature=temperature, top_p=top_p,
                          max_tokens=max_tokens, seed=seed, engine=engine_opts["engine"], limit=limit,
@@ -242,7 +242,7 @@ def labels(judge, data, split, out, maj, max_tokens, threshold, judge_kind, cot,
     (balanced accuracy, per-class recall, accuracy with bootstrap 95% intervals over problems; unparsed;
     the always-Positive / always-Negative references). Rerunning resumes.
     """
-    from ..eval.labels import LabelsEvalConfig, run_labels
+    from stepwiser.stages.eval_labels import LabelsEvalConfig, run_labels
 
     cfg = LabelsEvalConfig(judge=judge, data=data, out=out, split=split, maj=maj, max_tokens=max_tokens,
                            threshold=threshold, judge_kind=judge_kind, cot=cot, limit=limit, bootstrap=bootstrap,

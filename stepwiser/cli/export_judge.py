@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from .common import overwrite_option
+from stepwiser.cli.common import overwrite_option
 
 
 @click.command("export-judge")
@@ -25,7 +25,7 @@ def command(sources, out, overwrite):
     """
     from pathlib import Path
 
-    from ..train.export import checkpoints_of, export_checkpoint
+    from stepwiser.stages.export_judge import checkpoints_of, export_checkpoint
 
     checkpoints = [c for s in sources for c in checkpoints_of(s)]
     names = [c.name for c in checkpoints]

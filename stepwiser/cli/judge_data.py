@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import click
 
-from ..labels import LABEL_TYPES
-from .common import overwrite_option
+from stepwiser.core.labels import LABEL_TYPES
+from stepwiser.cli.common import overwrite_option
 
 
 @click.command("judge-data")
@@ -46,8 +46,8 @@ def command(annotations, problems, label, out, fmt, val_frac, seed, balance, min
                                  param_hint="--min-tokens")
     if not 0 <= val_frac < 1:
         raise click.BadParameter(f"must be in [0, 1), got {val_frac}", param_hint="--val-frac")
-    from ..judge_data import JudgeDataConfig, print_balance, run_judge_data
-    from ..report_text import print_summary
+    from stepwiser.stages.judge_data import JudgeDataConfig, print_balance, run_judge_data
+    from stepwiser.io.summary import print_summary
 
     cfg = JudgeDataConfig(annotations=annotations, problems=problems, out=out, label=label, format=fmt,
                           val_frac=val_frac, seed=seed, balance=balance, min_tokens=min_tokens,

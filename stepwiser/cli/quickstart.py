@@ -25,11 +25,11 @@ def command(out, n_problems, n_bench, policy, max_tokens, seed):
     Everything resumes if interrupted. The untrained SmolLM2 rarely solves these problems: the
     chunk-policy SFT stage (`stepwiser train-policy`) is what makes it useful.
     """
-    from ..engines import make_engine
-    from ..records import Problem, read_records, write_json, write_jsonl
-    from ..report_text import print_summary
-    from ..sample import SampleConfig, run_sample
-    from ..synth import generate_bench, generate_problems, position_prior_f1
+    from stepwiser.engines import make_engine
+    from stepwiser.io.records import Problem, read_records, write_json, write_jsonl
+    from stepwiser.io.summary import print_summary
+    from stepwiser.stages.sample import SampleConfig, run_sample
+    from stepwiser.data.synth import generate_bench, generate_problems, position_prior_f1
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

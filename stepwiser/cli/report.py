@@ -19,7 +19,7 @@ def command(summaries, names, table_out, plot, select):
     \b
       stepwiser report runs/eval-*/summary.json --names untrained,disc,stepwiser -o table.md --plot chart.png
     """
-    from ..report import load_rows, make_report, select_best
+    from stepwiser.stages.report import load_rows, make_report, select_best
 
     name_list = [n.strip() for n in names.split(",")] if names else None
     rows = load_rows(list(summaries), name_list)

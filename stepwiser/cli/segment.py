@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from .common import LazyEngine, engine_options, overwrite_option
+from stepwiser.cli.common import LazyEngine, engine_options, overwrite_option
 
 
 @click.command("segment")
@@ -29,8 +29,8 @@ def command(teacher, samples, problems, out, attempts, temperature, max_tokens, 
     Output: SFT examples (prompt = problem, response = chunk-tagged text) for `stepwiser train-policy`.
     Responses that fail all attempts go to OUT.failed.jsonl with the reasons.
     """
-    from ..report_text import print_summary
-    from ..segment import SegmentConfig, run_segment
+    from stepwiser.io.summary import print_summary
+    from stepwiser.stages.segment import SegmentConfig, run_segment
 
     cfg = SegmentConfig(teacher=teacher, samples=samples, problems=problems, out=out, attempts=attempts,
                         temperature=temperature, max_tokens=max_tokens, max_per_problem=max_per_problem,

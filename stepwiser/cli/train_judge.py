@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import click
 
-from ..config import config_from, explicit_params
-from .common import engine_options, overwrite_option
+from stepwiser.io.config import config_from, explicit_params
+from stepwiser.cli.common import engine_options, overwrite_option
 
 METHODS = ("grpo", "grpo-nocot", "rft", "disc-sft", "warmup")
 
@@ -89,10 +89,10 @@ def command(ctx, recipe, overwrite, engine_opts, **params):
     The result is OUT/final, a plain HF model directory (LoRA merged) with stepwiser_judge.json, usable by
     every engine and by `load_judge`. Rerunning resumes from the last checkpoint in OUT/checkpoints.
     """
-    from ..engines import make_engine
-    from ..train.grpo import JudgeTrainConfig, read_metrics, summarize_metrics
-    from ..train.judge_sft import train_judge
-    from .common import engine_kwargs
+    from stepwiser.engines import make_engine
+    from stepwiser.train.grpo import JudgeTrainConfig, read_metrics, summarize_metrics
+    from stepwiser.train.judge_sft import train_judge
+    from stepwiser.cli.common import engine_kwargs
 
     given = explicit_params(ctx, params)
     if recipe is None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from ..config import config_from, explicit_params
+from stepwiser.io.config import config_from, explicit_params
 
 
 @click.command("train-policy")
@@ -39,7 +39,7 @@ def command(ctx, model, data, out, recipe, lr, epochs, max_steps, global_batch, 
     usable by every engine. Rerunning resumes from the last checkpoint in OUT/checkpoints.
     Several GPUs: accelerate launch --config_file recipes/accelerate/zero2.yaml -m stepwiser train-policy ...
     """
-    from ..train.sft import SFTTrainConfig, load_conversations, train_sft
+    from stepwiser.train.sft import SFTTrainConfig, load_conversations, train_sft
 
     params = {"model": model, "data": data, "out": out, "lr": lr, "epochs": epochs, "max_steps": max_steps,
               "global_batch": global_batch, "per_device_batch": per_device_batch, "packing": packing,

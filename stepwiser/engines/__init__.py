@@ -5,7 +5,7 @@ without vLLM or a server.
 """
 from __future__ import annotations
 
-from .base import Completion, Engine, EngineError, Request, SamplingParams
+from stepwiser.engines.base import Completion, Engine, EngineError, Request, SamplingParams
 
 ENGINES = ("hf", "vllm", "openai")
 
@@ -13,13 +13,13 @@ ENGINES = ("hf", "vllm", "openai")
 def make_engine(engine: str, model: str, **options) -> Engine:
     """Build the engine `engine` (one of ENGINES) for `model` (C5 model string)."""
     if engine == "hf":
-        from .hf import HFEngine
+        from stepwiser.engines.hf import HFEngine
         return HFEngine(model, **options)
     if engine == "vllm":
-        from .vllm import VLLMEngine
+        from stepwiser.engines.vllm import VLLMEngine
         return VLLMEngine(model, **options)
     if engine == "openai":
-        from .openai import OpenAIEngine
+        from stepwiser.engines.openai import OpenAIEngine
         return OpenAIEngine(model, **options)
     raise ValueError(f"unknown engine {engine!r}; allowed: {', '.join(ENGINES)}")
 
@@ -30,4 +30,42 @@ def as_engine(engine_or_factory) -> Engine:
     return engine_or_factory if isinstance(engine_or_factory, Engine) else engine_or_factory()
 
 
-__all__ = ["as_engine", "Completion", "Engine", "EngineError", "Request", "SamplingParams", "ENGINES", "make_engine"]
+def engine_kwargs(opts: dict) -> dict:
+    """The keyword arguments of `make_engine` for the chosen backend (others are dropped); `opts` holds
+    the engine options of the command line (`engine`, `batch_size`, `base_url`, ...)."""
+    e = opts["engine"]
+    if e == "hf":
+        return {k: opts[k] for k in ("batch_size", "device", "dtype") if opts.get(k) is not None}
+    if e == "vllm":
+        return {k: opts[k] for k in ("tensor_parallel_size", "data_parallel_size", "gpu_memory_utilization",
+                                      "enforce_eager")}
+    if not opts.get("base_url"):
+        raise EngineError("--engine openai needs --base-url URL[,URL...]")
+    return {"base_url": opts["base_url"], "tokenizer": opts.get("tokenizer"), "concurrency": opts["concurrency"]}
+
+
+def build_engine(model: str, opts: dict):
+    return make_engine(opts["engine"], model, **engine_kwargs(opts))
+
+
+class LazyEngine:
+    """A context manager giving a zero-argument engine factory: the model is loaded only if the stage
+    has work to do, after its inputs were validated; closed on exit."""
+
+    def __init__(self, model: str, opts: dict):
+        self.model, self.opts, self.engine = model, opts, None
+
+    def __call__(self):
+        if self.engine is None:
+            self.engine = build_engine(self.model, self.opts)
+        return self.engine
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.engine is not None:
+            self.engine.close()
+
+
+__all__ = ["build_engine", "engine_kwargs", "LazyEngine", "as_engine", "Completion", "Engine", "EngineError", "Request", "SamplingParams", "ENGINES", "make_engine"]

@@ -29,7 +29,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-from .base import Completion, Engine, EngineError, Request, SamplingParams
+from stepwiser.engines.base import Completion, Engine, EngineError, Request, SamplingParams
 
 
 @dataclass
@@ -119,7 +119,7 @@ class HFEngine(Engine):
 
     def __init__(self, model: str, device: str | None = None, dtype=None, batch_size: int = 64,
                  max_model_len: int | None = None, progress: bool = False, *, hf_model=None, tokenizer=None):
-        from ..models import load_model, load_tokenizer
+        from stepwiser.models.loading import load_model, load_tokenizer
 
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -142,8 +142,8 @@ class HFEngine(Engine):
         return ids
 
     def apply_chat_template(self, messages: list[dict], add_generation_prompt: bool = True) -> str:
-        from ..errors import StepwiserError
-        from ..models import require_chat_template
+        from stepwiser.errors import StepwiserError
+        from stepwiser.models.loading import require_chat_template
 
         try:
             require_chat_template(self.tokenizer, self.model)

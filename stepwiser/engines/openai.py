@@ -34,7 +34,7 @@ from dataclasses import replace
 
 import httpx
 
-from .base import Completion, Engine, EngineError, Request, SamplingParams
+from stepwiser.engines.base import Completion, Engine, EngineError, Request, SamplingParams
 
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 FINISH_REASONS = {"stop": "stop", "eos": "stop", "eos_token": "stop", "stop_sequence": "stop",
@@ -120,7 +120,7 @@ class OpenAIEngine(Engine):
                  tokenizer=None, api_key: str | None = None, concurrency: int = 16,
                  timeout: float = 600, max_retries: int = 5, retry_backoff: float = 0.5,
                  retry_backoff_max: float = 30.0):
-        """`model`: the served model name; `tokenizer`: a name for `stepwiser.models.load_tokenizer`
+        """`model`: the served model name; `tokenizer`: a name for `stepwiser.models.loading.load_tokenizer`
         (or a loaded HF tokenizer) to apply the chat template locally; `concurrency`: calls in flight
         per server; `timeout`: seconds per HTTP call; `api_key` defaults to $OPENAI_API_KEY."""
         if concurrency < 1:
@@ -132,7 +132,7 @@ class OpenAIEngine(Engine):
         self.concurrency, self.max_retries = concurrency, max_retries
         self.backoff, self.backoff_max = retry_backoff, retry_backoff_max
         if isinstance(tokenizer, str):
-            from ..models import load_tokenizer
+            from stepwiser.models.loading import load_tokenizer
             tokenizer = load_tokenizer(tokenizer)
         self.tokenizer = tokenizer
         self._tok_lock = threading.Lock()  # HF fast tokenizers are not safe to share across threads

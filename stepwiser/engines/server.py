@@ -19,7 +19,7 @@ import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from .base import Completion, Engine, EngineError, Request, SamplingParams
+from stepwiser.engines.base import Completion, Engine, EngineError, Request, SamplingParams
 
 _UNSUPPORTED = ("stream", "logprobs", "top_logprobs", "tools", "functions", "echo", "suffix")
 
@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> None:
     """Serve a model over HTTP in the foreground (Ctrl-C stops it)."""
     import argparse
 
-    from . import make_engine
+    from stepwiser.engines import make_engine
 
     ap = argparse.ArgumentParser(prog="python -m stepwiser.engines.server", description=main.__doc__)
     ap.add_argument("--model", required=True, help="model (C5): HF id, local dir or smollm2-135m-instruct")

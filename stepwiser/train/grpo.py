@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import random
 import re
 import shutil
 import time
@@ -29,10 +28,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
-from ..errors import StepwiserError
-from ..judge import JudgeItem, judge_messages, parse_verdict, write_judge_meta
-from ..records import JudgeExample, RunManifest, read_records
-from .judge_metrics import metrics_callbacks, plot_metrics, read_metrics, summarize_metrics, trim_metrics
+from stepwiser.errors import StepwiserError
+from stepwiser.judges.base import JudgeItem, write_judge_meta
+from stepwiser.judges.prompts import judge_messages
+from stepwiser.core.verdict import parse_verdict
+from stepwiser.data.judge_examples import data_file, label_type_of, load_judge_examples, shuffled_labels  # noqa: F401
+from stepwiser.io.records import JudgeExample, RunManifest
+from stepwiser.train.judge_metrics import metrics_callbacks, plot_metrics, read_metrics, summarize_metrics, trim_metrics
 
 METHODS = ("grpo", "grpo-nocot", "rft", "disc-sft", "warmup")
 GRPO_METHODS = ("grpo", "grpo-nocot")
@@ -183,31 +185,6 @@ def _choice(name: str, value, allowed) -> None:
 
 # --------------------------------------------------------------------------- data
 
-def data_file(path: str | os.PathLike, split: str = "train") -> Path:
-    """A judge-data folder (-> its `<split>.jsonl`) or a JSONL file itself."""
-    p = Path(path)
-    if p.is_dir():
-        p = p / f"{split}.jsonl"
-    if not p.is_file():
-        raise StepwiserError(f"{p}: not found; give a judge-data output folder or a JSONL file")
-    return p
-
-
-def load_judge_examples(path: str | os.PathLike) -> list[JudgeExample]:
-    """The C2 judge examples of a judge-data folder or file; labels must be 0/1 of one label type."""
-    f = data_file(path)
-    examples = read_records(f, JudgeExample)
-    if not examples:
-        raise StepwiserError(f"{f}: no judge examples")
-    bad = [e.key for e in examples if e.label not in (0, 1) or isinstance(e.label, bool)]
-    if bad:
-        raise StepwiserError(f"{f}: label must be 0 or 1 (example {bad[0]!r})")
-    types = sorted({e.label_type for e in examples if e.label_type})
-    if len(types) > 1:
-        raise StepwiserError(f"{f}: mixes label types {', '.join(types)}; train on one")
-    return examples
-
-
 def validation_examples(cfg: JudgeTrainConfig) -> list[JudgeExample]:
     """The validation examples of a run (none without `eval_steps`): `val_data`, else val.jsonl of the
     judge-data folder given as `data`, cut to the first `eval_max_examples` (file order)."""
@@ -221,19 +198,6 @@ def validation_examples(cfg: JudgeTrainConfig) -> list[JudgeExample]:
         raise StepwiserError("eval_steps is set but there is no validation data: give val_data (or a judge-data "
                              "folder with val.jsonl as data)")
     return load_judge_examples(path)[:cfg.eval_max_examples]
-
-
-def shuffled_labels(examples: list, seed: int) -> list:
-    """Copies of `examples` with their labels permuted (seeded): the shuffled-label control keeps the
-    class balance and the inputs, and breaks every link between input and label."""
-    labels = [e.label for e in examples]
-    random.Random(f"shuffle-labels:{seed}").shuffle(labels)
-    return [dataclasses.replace(e, label=y) for e, y in zip(examples, labels)]
-
-
-def label_type_of(examples) -> str | None:
-    types = {getattr(e, "label_type", None) for e in examples} - {None, ""}
-    return types.pop() if len(types) == 1 else None
 
 
 def judge_item(ex: JudgeExample) -> JudgeItem:
@@ -306,7 +270,7 @@ def grpo_args(cfg: JudgeTrainConfig):
     """The TRL GRPOConfig of a run."""
     from trl import GRPOConfig
 
-    from .sft import _has_accelerator
+    from stepwiser.train.sft import has_accelerator
 
     vllm = {}
     if cfg.use_vllm:
@@ -328,7 +292,7 @@ def grpo_args(cfg: JudgeTrainConfig):
         logging_steps=cfg.logging_steps, save_strategy="steps", save_steps=cfg.save_steps,
         save_total_limit=cfg.save_total_limit, report_to="none", log_completions=cfg.log_completions,
         num_completions_to_print=4, remove_unused_columns=False, dataloader_num_workers=0,
-        use_cpu=not _has_accelerator(), **vllm)
+        use_cpu=not has_accelerator(), **vllm)
 
 
 def make_grpo_trainer(cfg: JudgeTrainConfig, model_path: str, rows: list[dict], reward=None, callbacks=()):
@@ -339,7 +303,7 @@ def make_grpo_trainer(cfg: JudgeTrainConfig, model_path: str, rows: list[dict], 
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import GRPOTrainer
 
-    from .sft import _peft_config
+    from stepwiser.train.sft import peft_config_of
 
     class TimedGRPOTrainer(GRPOTrainer):
         def _generate_and_score_completions(self, inputs):
@@ -358,7 +322,7 @@ def make_grpo_trainer(cfg: JudgeTrainConfig, model_path: str, rows: list[dict], 
     reward = reward or JudgeReward(cot=cfg.cot, format_penalty=cfg.format_penalty)
     return TimedGRPOTrainer(model=model, reward_funcs=reward, args=args, processing_class=tokenizer,
                             train_dataset=Dataset.from_list(rows), callbacks=list(callbacks),
-                            peft_config=_peft_config(cfg) if cfg.lora else None)
+                            peft_config=peft_config_of(cfg) if cfg.lora else None)
 
 
 def _finished(out: Path, config: dict) -> bool:
@@ -381,8 +345,8 @@ def train_grpo(cfg: JudgeTrainConfig, examples: list[JudgeExample], init_model: 
     last checkpoint in out/checkpoints; a finished run with the same config returns at once (C7)."""
     from transformers.trainer_utils import get_last_checkpoint
 
-    from ..models import resolve_model
-    from .sft import save_final
+    from stepwiser.models.loading import resolve_model
+    from stepwiser.train.sft import save_final
 
     if cfg.method not in GRPO_METHODS:
         raise ValueError(f"train_grpo runs methods {', '.join(GRPO_METHODS)}, not {cfg.method!r}")

@@ -14,7 +14,7 @@ import os
 import time
 from pathlib import Path
 
-from ..records import iter_jsonl
+from stepwiser.io.records import iter_jsonl
 
 # TRL's log keys -> the names written to metrics.jsonl
 METRICS = {
@@ -72,8 +72,9 @@ def _append(path: Path, rec: dict) -> None:
 
 def validate(model, tokenizer, examples, cot: bool, max_tokens: int, seed: int = 0, batch_size: int = 64) -> dict:
     """Greedy (k = 1) judgments of `examples` by an in-memory model, scored against their labels."""
-    from ..engines.hf import HFEngine
-    from ..judge import GenerativeJudge, JudgeItem
+    from stepwiser.engines.hf import HFEngine
+    from stepwiser.judges.generative import GenerativeJudge
+    from stepwiser.judges.base import JudgeItem
 
     was_training = model.training
     model.eval()

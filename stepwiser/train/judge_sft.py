@@ -5,7 +5,7 @@ any `train-judge` method.
   output format, not the task. Each training example's prompt gets a templated completion whose verdict is
   drawn 50/50 from a seeded hash of (seed, problem, history, chunk): it never reads the label, and it is
   not derived from checking the chunk either (that would be task knowledge). The CoT template restates the
-  chunk's goal (its first sentence), the results it states (`stepwiser.arith.chunk_values`, quoted, not
+  chunk's goal (its first sentence), the results it states (`stepwiser.core.arith.chunk_values`, quoted, not
   recomputed) and its place in the solution, then gives the random verdict; the no-CoT one is the bare
   verdict. So after the warm-up the judge writes short well-formed judgments whose verdicts are at chance,
   which gives GRPO groups with reward variance from the first step. `--method warmup` with the same
@@ -16,7 +16,7 @@ any `train-judge` method.
 - **Discriminative SFT** (`disc-sft`): multi-turn chats (`disc_messages`), one chunk per user turn, the
   assistant answers "+" or "-"; only the assistant turns are trained (`sft.tokenize_multiturn` builds the
   mask by rendering growing prefixes, since ChatML templates have no generation markers). The result is
-  scored by `stepwiser.disc.DiscriminativeJudge` (P(+)).
+  scored by `stepwiser.judges.discriminative.DiscriminativeJudge` (P(+)).
 """
 from __future__ import annotations
 
@@ -25,11 +25,14 @@ import re
 import shutil
 from pathlib import Path
 
-from ..arith import chunk_values
-from ..errors import StepwiserError
-from ..judge import GenerativeJudge, JudgeItem, disc_messages, judge_messages, parse_verdict, write_judge_meta
-from ..records import JsonlWriter, content_hash, file_hash, iter_jsonl, write_jsonl
-from .grpo import (
+from stepwiser.core.arith import chunk_values
+from stepwiser.errors import StepwiserError
+from stepwiser.judges.generative import GenerativeJudge
+from stepwiser.judges.base import JudgeItem, write_judge_meta
+from stepwiser.judges.prompts import disc_messages, judge_messages
+from stepwiser.core.verdict import parse_verdict
+from stepwiser.io.records import JsonlWriter, content_hash, file_hash, iter_jsonl, write_jsonl
+from stepwiser.train.grpo import (
     GRPO_METHODS,
     JudgeTrainConfig,
     data_file,
@@ -39,7 +42,7 @@ from .grpo import (
     shuffled_labels,
     train_grpo,
 )
-from .sft import SFTTrainConfig, load_conversations, train_sft
+from stepwiser.train.sft import SFTTrainConfig, load_conversations, train_sft
 
 # --------------------------------------------------------------------------- SFT settings
 
@@ -147,7 +150,7 @@ def train_warmup(cfg: JudgeTrainConfig, examples, out: Path, cot: bool) -> Path:
 
 def rft_sample(examples, judge: GenerativeJudge, k: int, path: Path, batch: int = 64, show: bool = True) -> list[dict]:
     """Sample k judgments per example (resumable: one record per example key in `path`)."""
-    from ..progress import StageProgress
+    from stepwiser.io.progress import StageProgress
 
     keys = [e.key for e in examples]
     if len(set(keys)) != len(keys):

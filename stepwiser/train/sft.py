@@ -26,9 +26,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import StepwiserError
-from ..prompts import policy_messages
-from ..records import Problem, RunManifest, SFTExample, iter_jsonl, parse_record, write_jsonl
+from stepwiser.errors import StepwiserError
+from stepwiser.data.prompts import policy_messages
+from stepwiser.io.records import Problem, RunManifest, SFTExample, iter_jsonl, parse_record, write_jsonl
 
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup", "cosine_with_min_lr",
               "warmup_stable_decay", "inverse_sqrt", "polynomial")
@@ -211,17 +211,17 @@ def sft_args(cfg: SFTTrainConfig, world_size: int = 1):
         activation_checkpointing=cfg.gradient_checkpointing, logging_steps=cfg.logging_steps,
         save_strategy="steps", save_steps=cfg.save_steps, save_total_limit=cfg.save_total_limit,
         report_to="none", completion_only_loss=None, shuffle_dataset=True, dataloader_num_workers=0,
-        use_cpu=not _has_accelerator(),
+        use_cpu=not has_accelerator(),
     )
 
 
-def _has_accelerator() -> bool:
+def has_accelerator() -> bool:
     import torch
 
     return torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available())
 
 
-def _peft_config(cfg: SFTTrainConfig):
+def peft_config_of(cfg: SFTTrainConfig):
     from peft import LoraConfig
 
     return LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
@@ -234,8 +234,8 @@ def make_trainer(cfg: SFTTrainConfig, examples: list[dict], callbacks=()):
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTTrainer
 
-    from ..models import resolve_model
-    from .cpu_loss import CPUSFTTrainer
+    from stepwiser.models.loading import resolve_model
+    from stepwiser.train.cpu_loss import CPUSFTTrainer
 
     path = resolve_model(cfg.model)
     tokenizer = AutoTokenizer.from_pretrained(path)
@@ -244,10 +244,10 @@ def make_trainer(cfg: SFTTrainConfig, examples: list[dict], callbacks=()):
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-    trainer_cls = CPUSFTTrainer if not _has_accelerator() else SFTTrainer
+    trainer_cls = CPUSFTTrainer if not has_accelerator() else SFTTrainer
     return trainer_cls(model=model, args=sft_args(cfg, _world_size()),
                        train_dataset=build_dataset(examples, tokenizer), processing_class=tokenizer,
-                       peft_config=_peft_config(cfg) if cfg.lora else None, callbacks=list(callbacks))
+                       peft_config=peft_config_of(cfg) if cfg.lora else None, callbacks=list(callbacks))
 
 
 def log_callback(path: Path):
@@ -268,7 +268,7 @@ def save_final(trainer, cfg: SFTTrainConfig, final: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from ..models import resolve_model
+    from stepwiser.models.loading import resolve_model
 
     tmp = final.with_name(final.name + ".tmp")
     if _is_main():

@@ -1,0 +1,106 @@
+"""Typed stage configs: dataclasses loadable from a YAML recipe section, overridden by CLI flags."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+T = TypeVar("T")
+
+
+def load_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"recipe {path} not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise ValueError(f"{path}: invalid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a recipe is a YAML mapping, got {type(data).__name__}")
+    return data
+
+
+def build_config(cls: type[T], values: dict[str, Any], where: str = "config") -> T:
+    """`cls(**values)` with a clear ValueError for unknown or missing keys."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(fields))}")
+    missing = [n for n, f in fields.items() if n not in values
+               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise ValueError(f"{where}: missing required key(s) {', '.join(missing)}")
+    return cls(**values)
+
+
+def config_from(cls: type[T], recipe: str | Path | None = None, section: str | None = None,
+                overrides: dict[str, Any] | None = None) -> T:
+    """The stage config: recipe section (if any), then `overrides` (CLI flags given explicitly)."""
+    values: dict[str, Any] = {}
+    if recipe:
+        data = load_yaml(recipe)
+        sec = data.get(section, {}) if section else data
+        if not isinstance(sec, dict):
+            raise ValueError(f"{recipe}: section {section!r} must be a mapping")
+        values.update(sec)
+    values.update(overrides or {})
+    return build_config(cls, values, f"{recipe or 'command line'}{f' [{section}]' if section else ''}")
+
+
+def explicit_params(ctx, kwargs: dict) -> dict:
+    """The subset of click `kwargs` the user set on the command line (or that have no recipe to come
+    from): defaults of flags are dropped so that a recipe's values win over click defaults."""
+    import click
+
+    out = {}
+    for k, v in kwargs.items():
+        src = ctx.get_parameter_source(k)
+        if src is not None and src != click.core.ParameterSource.DEFAULT:
+            out[k] = v
+    return out
+
+
+def asdict(cfg) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+# --------------------------------------------------------------------------- declaring options
+
+def option(default: Any = dataclasses.MISSING, help: str = "", *, choices: tuple | None = None,
+           flag: str | None = None, short: str | None = None, cli: bool = True, path: str | None = None):
+    """A config field that carries its command-line option: `help` text, allowed `choices`, an option
+    name other than `--field-name` (`flag`), a one-letter alias (`short`, e.g. "-o"), `path` ("file",
+    "dir" or "any": the value must exist), and `cli=False` for fields set by code only.
+    Mutable defaults (lists, dicts) are copied per instance."""
+    meta = {"help": help, "choices": choices, "flag": flag, "short": short, "cli": cli, "path": path}
+    if isinstance(default, (list, dict, set)):
+        return dataclasses.field(default_factory=lambda d=default: type(d)(d), metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def field_default(f: dataclasses.Field) -> Any:
+    """The default of a dataclass field (MISSING when it is required)."""
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return dataclasses.MISSING
+
+
+def check_choice(name: str, value: Any, allowed) -> None:
+    """A clean error naming the allowed values (for config fields with `choices`)."""
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(map(str, allowed))}; got {value!r}")
+
+
+def check_choices(cfg) -> None:
+    """Check every field declared with `choices` (call from a config's __post_init__)."""
+    for f in dataclasses.fields(cfg):
+        allowed = f.metadata.get("choices")
+        value = getattr(cfg, f.name)
+        if allowed and value is not None:
+            for v in value if isinstance(value, (list, tuple)) else [value]:
+                check_choice(f.name, v, allowed)

@@ -1,0 +1,198 @@
+"""Stage `eval processbench` (STEPWISER.md 2.4, contract C4): predictions for every item, then the scores.
+
+Modes (`ProcessBenchConfig.mode`): ``judge`` (the stepwise protocol, `stepwise.py`, any StepJudge),
+``critic`` (a chat model shown the whole solution, `critic.py`), ``prm`` (a Qwen2.5-Math-PRM-style
+classifier, `prm.py`), ``predictions`` (a file made elsewhere, `predictions.py`) and ``reference``
+(floors and the oracle ceiling of the synthetic bench, `reference.py`).
+
+Outputs in the folder `out`: ``<subset>.jsonl``, one record per item (``id``, ``label``,
+``prediction`` - null when unparsed - and the mode's details: per-step verdicts, scores and analyses
+for judges), appended as items finish; ``manifest.json`` (C7: rerunning the same command resumes,
+another config into the same folder is refused); and ``summary.json``, written atomically only when
+every requested item has its record, so a summary is never half a result.
+"""
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from stepwiser.errors import StepwiserError
+from stepwiser.io.records import JsonlWriter, RunManifest, iter_jsonl, refuse_stale_outputs, write_json
+from stepwiser.judges.base import resolve_lazy
+from stepwiser.data.bench import BenchItem, bench_files, load_bench, stratified_sample
+from stepwiser.core.metrics import DEFAULT_RESAMPLES, summarize
+from stepwiser.judges.reference import REFERENCES
+
+MODES = ("judge", "critic", "prm", "predictions", "reference")
+STAGE = "eval-processbench"
+
+
+@dataclass
+class ProcessBenchConfig:
+    mode: str
+    model: str                      # judge/critic/PRM model, predictions file, or reference judge name
+    data: str                       # folder of <subset>.json, one such file, or "hf"
+    out: str
+    subsets: tuple | None = None
+    limit: int | None = None        # first N items of each subset
+    sample: int | None = None       # N items of each subset drawn with `seed`, clean/erroneous stratified
+    maj: int = 1                    # verdict (or critic) samples per step (item): greedy for 1, T = 1.0 above
+    threshold: float = 0.5          # discriminative judges and PRMs: Negative below it
+    all_steps: bool = False         # judge mode: judge every step (the prediction is unchanged)
+    max_tokens: int = 1024
+    seed: int = 0
+    engine: str = "hf"
+    judge_kind: str = "auto"
+    cot: bool | None = None
+    prior: str | None = None        # position-prior reference: the dev split whose labels are drawn
+    bootstrap: int = DEFAULT_RESAMPLES
+    batch_items: int = 256          # items in flight (one judging call per round covers them all)
+
+    VOLATILE = ("batch_items",)
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.mode == "reference" and self.model not in REFERENCES:
+            raise ValueError(f"reference judge must be one of {', '.join(REFERENCES)}, got {self.model!r}")
+        if self.maj < 1 or self.batch_items < 1 or self.max_tokens < 1 or self.bootstrap < 0:
+            raise ValueError("maj, batch_items and max_tokens must be >= 1 and bootstrap >= 0")
+        if self.maj > 1 and self.mode not in ("judge", "critic"):
+            raise ValueError(f"--maj applies to --judge and --critic, not to mode {self.mode!r}")
+        if self.all_steps and self.mode != "judge":
+            raise ValueError("--all-steps applies to --judge only")
+        if not 0 <= self.threshold <= 1:
+            raise ValueError(f"threshold must be in [0, 1], got {self.threshold}")
+        if self.subsets is not None:
+            self.subsets = tuple(self.subsets)
+        if self.limit is not None and self.sample is not None:
+            raise ValueError("give --limit (the first N items) or --sample (N drawn at random), not both")
+        if self.sample is not None and self.sample < 1:
+            raise ValueError(f"--sample must be >= 1, got {self.sample}")
+
+
+def _prepare(cfg: ProcessBenchConfig, bench: dict[str, list[BenchItem]]):
+    """Mode inputs checked before anything is written: (predictions or label prior or None, input files)."""
+    from stepwiser.judges.reference import LabelPrior
+
+    if cfg.mode == "predictions":
+        from stepwiser.data.predictions import read_predictions
+
+        return read_predictions(cfg.model, load_bench(cfg.data), bench), [cfg.model]
+    if cfg.mode == "reference" and cfg.model == "position-prior":
+        prior = cfg.prior or (str(Path(cfg.data) / "dev.json") if Path(cfg.data).is_dir() else None)
+        if not prior or not Path(prior).is_file():
+            raise StepwiserError(f"the position prior draws from a dev split's labels: give --prior FILE "
+                                 f"(no {prior or 'dev.json'} found)")
+        (dev,) = load_bench(prior).values()
+        return LabelPrior(dev, cfg.seed), [prior]
+    if cfg.mode == "reference" and cfg.model == "oracle":
+        from stepwiser.judges.reference import oracle_prediction
+
+        for items in bench.values():
+            oracle_prediction(items[0])   # raises, naming the item, when the data has no reference traces
+    return None, []
+
+
+def _records(cfg: ProcessBenchConfig, todo: list[BenchItem], predictor, prep):
+    """(item, record fields) for the items to do, from the mode's predictor."""
+    if cfg.mode == "judge":
+        from stepwiser.judges.stepwise import run_stepwise
+
+        return run_stepwise(resolve_lazy(predictor, cfg.mode), todo, cfg.maj, cfg.all_steps, cfg.batch_items)
+    if cfg.mode == "critic":
+        from stepwiser.judges.critic import Critic
+
+        obj = resolve_lazy(predictor, cfg.mode)
+        critic = obj if isinstance(obj, Critic) else Critic(obj, cfg.max_tokens, cfg.seed)
+        return critic.predict(todo, cfg.maj, cfg.batch_items)
+    if cfg.mode == "prm":
+        return resolve_lazy(predictor, cfg.mode).predict(todo, cfg.batch_items)
+    if cfg.mode == "predictions":
+        return prep.predict(todo)
+    from stepwiser.judges.reference import run_reference
+
+    return run_reference(cfg.model, todo, prep)
+
+
+def run_processbench(cfg: ProcessBenchConfig, predictor=None, overwrite: bool = False,
+                     progress: bool | None = None) -> dict:
+    """Run the stage (see the module doc); returns the summary (also written to `out/summary.json`).
+
+    `predictor`: for mode judge a StepJudge, critic an Engine (or a Critic), prm a ProcessRewardModel,
+    or a zero-argument factory of one, called only if some item still needs a prediction."""
+    from stepwiser.io.progress import StageProgress
+
+    bench = load_bench(cfg.data, cfg.subsets, cfg.limit)
+    if cfg.sample is not None:
+        bench = {name: stratified_sample(items, cfg.sample, cfg.seed, name) for name, items in bench.items()}
+    prep, extra_inputs = _prepare(cfg, bench)
+    out = Path(cfg.out)
+    refuse_stale_outputs(out, bench, overwrite)
+    config = dataclasses.asdict(cfg)
+    if cfg.sample is None:   # added in 0.1: unset, it leaves the config hash of earlier runs as it was (resume)
+        config.pop("sample")
+    manifest = RunManifest.open(out, STAGE, config, [*bench_files(cfg.data, bench), *extra_inputs],
+                                overwrite=overwrite, volatile=ProcessBenchConfig.VOLATILE)
+    writers = {name: JsonlWriter(out / f"{name}.jsonl", lambda r: str(r["id"])) for name in bench}
+    todo = [it for name, items in bench.items() for it in items if it.id not in writers[name]]
+    total = sum(map(len, bench.values()))
+    t0 = time.time()
+    try:
+        with StageProgress("eval processbench", total, "items", rates=("steps", "tokens"), enabled=progress) as bar:
+            bar.advance(total - len(todo))
+            for it, fields in (_records(cfg, todo, predictor, prep) if todo else ()):
+                writers[it.subset].write({"id": it.id, "label": it.label, "prediction": fields.pop("prediction"),
+                                          **fields})
+                bar.advance(1, steps=fields.get("steps_judged", 0), tokens=fields.get("tokens", 0))
+    finally:
+        for w in writers.values():
+            w.close()
+    summary = _summary(cfg, bench, out, time.time() - t0)
+    write_json(out / "summary.json", summary)
+    manifest.finish({"average_f1": summary["average_f1"], "items": total})
+    return summary
+
+
+def _read_back(out: Path, name: str, items: list[BenchItem]) -> list[dict]:
+    recs = {str(r["id"]): r for _, r in iter_jsonl(out / f"{name}.jsonl")}
+    missing = [it.id for it in items if it.id not in recs]
+    if missing:   # an internal invariant: every requested item was written above
+        raise StepwiserError(f"{out / (name + '.jsonl')}: no record for {len(missing)} item(s), e.g. {missing[0]!r}; "
+                             "summary.json not written (rerun to complete)")
+    return [recs[it.id] for it in items]
+
+
+def one_class_warning(name: str, scores: dict, limit: int | None) -> str:
+    """The warning of a subset with only clean or only erroneous items: its F1 is 0 by construction."""
+    missing = "clean" if scores["n_correct"] == 0 else "erroneous"
+    hint = (f" --limit {limit} takes the first items of the file, and ProcessBench files list the erroneous "
+            "items first" if limit else "")
+    return (f"subset {name!r} has no {missing} items, so one accuracy is undefined (0) and F1 is 0 by "
+            f"construction.{hint}")
+
+
+def _summary(cfg: ProcessBenchConfig, bench: dict[str, list[BenchItem]], out: Path, seconds: float) -> dict:
+    recs = {name: _read_back(out, name, items) for name, items in bench.items()}
+    scores = summarize({name: ([r["label"] for r in rs], [r["prediction"] for r in rs]) for name, rs in recs.items()},
+                       resamples=cfg.bootstrap, seed=cfg.seed)
+    for name, rs in recs.items():
+        s = scores["subsets"][name]
+        s["unparsed"] = sum(bool(r.get("unparsed")) for r in rs)
+        if cfg.mode == "predictions":
+            s["missing"] = sum(bool(r.get("missing")) for r in rs)
+        if s["n_error"] == 0 or s["n_correct"] == 0:
+            s["warning"] = one_class_warning(name, s, cfg.limit)
+            print(f"warning: {s['warning']}", file=sys.stderr)
+    every = [r for rs in recs.values() for r in rs]
+    scores["meta"] = {
+        "mode": cfg.mode, "judge": cfg.model, "maj": cfg.maj, "threshold": cfg.threshold, "all_steps": cfg.all_steps,
+        "engine": cfg.engine, "data": cfg.data, "subsets": list(bench), "limit": cfg.limit, "sample": cfg.sample, "bootstrap": cfg.bootstrap,
+        "time": datetime.now(UTC).isoformat(timespec="seconds"), "seconds_this_run": round(seconds, 1),
+        "items": len(every), "steps_judged": sum(r.get("steps_judged", 0) for r in every),
+        "tokens": sum(r.get("tokens", 0) for r in every)}
+    return scores

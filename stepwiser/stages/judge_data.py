@@ -1,0 +1,397 @@
+"""Stage `judge-data`: judge training examples from annotations (STEPWISER.md 2.3, contract C2).
+
+One example per chunk (format ``stepwise``): (problem text, history = all previous chunks of the same
+response, the chunk, its label of one type). ``chunk_index`` is 0-based, so ``history`` is
+``chunks[:chunk_index]``. The key is a content hash of (problem_id, sample_id, chunk_index,
+label_type). The judge never sees the reference answer, the Q-values or the label: an example carries
+only the fields above (plus bookkeeping: ``prompt_tokens``, ``chunk_style``).
+
+Format ``disc`` (the discriminative baseline): one record per sample with ``problem``, ``chunks`` and
+``labels`` (the list of H labels of the type), never balanced.
+
+Steps, in this order:
+
+1. Read and check the annotations (the label type must be present and non-null on every line, as
+   long as the chunks) and the problems (annotations hold the problem id only).
+2. Split BY PROBLEM into train and validation (seeded): the problem ids of the whole annotation file
+   are shuffled and the first ``round(val_frac * P)`` (at least 1 and at most P - 1 when val_frac > 0)
+   go to validation. The split depends only on the problem ids, the seed and val_frac, so the
+   ``stepwise`` and ``disc`` formats of the same annotations get the same split.
+3. Drop prompts outside the token window [min_tokens, max_tokens] (default [0, 3096], the paper's
+   max prompt). Stepwise: the judge prompt (`stepwiser.judges.prompts.judge_messages`, CoT wording) with the
+   judge tokenizer's chat template and the generation prompt. Disc: the whole labelled conversation
+   (`disc_messages`), the sequence the baseline trains on.
+4. Balance the TRAIN split (stepwise only): down-sample the majority class to the size of the minority
+   class (seeded), keeping file order; ``balance=False`` for the no-balancing ablation. The
+   VALIDATION split is kept unbalanced (the natural label distribution): evaluations report balanced
+   accuracy and per-class recall on it, which are unaffected by the class ratio.
+
+Outputs: ``DIR/train.jsonl``, ``DIR/val.jsonl`` (written atomically) and ``DIR/manifest.json`` (C7:
+config, input hashes and the summary with the class balance at every step).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from stepwiser.core.chunks import STYLES
+from stepwiser.errors import StepwiserError
+from stepwiser.judges.base import JudgeItem
+from stepwiser.judges.prompts import disc_messages, judge_messages
+from stepwiser.core.labels import LABEL_TYPES, check_method
+from stepwiser.models.loading import DEFAULT_MODEL
+from stepwiser.io.records import (
+    Annotation,
+    JudgeExample,
+    Problem,
+    RecordError,
+    RunManifest,
+    content_hash,
+    file_hash,
+    iter_jsonl,
+    manifest_path,
+    parse_record,
+    read_records,
+    write_jsonl,
+)
+
+FORMATS = ("stepwise", "disc")
+OUTPUTS = ("train.jsonl", "val.jsonl")
+PAPER_MAX_PROMPT = 3096
+
+
+@dataclass
+class JudgeDataConfig:
+    annotations: str
+    problems: str
+    out: str
+    label: str = "rel_effective"
+    format: str = "stepwise"
+    val_frac: float = 0.1
+    seed: int = 0
+    balance: bool = True
+    min_tokens: int = 0
+    max_tokens: int = PAPER_MAX_PROMPT
+    tokenizer: str = DEFAULT_MODEL
+    chunk_style: str | None = None   # None: from the annotations' manifest, else "tags"
+
+    def __post_init__(self):
+        check_method(self.label)
+        if self.format not in FORMATS:
+            raise ValueError(f"format must be one of {', '.join(FORMATS)}; got {self.format!r}")
+        if not 0 <= self.val_frac < 1:
+            raise ValueError(f"val_frac must be in [0, 1), got {self.val_frac}")
+        if self.min_tokens < 0 or self.max_tokens < self.min_tokens:
+            raise ValueError(f"need 0 <= min_tokens <= max_tokens, got [{self.min_tokens}, {self.max_tokens}]")
+        if self.chunk_style is not None and self.chunk_style not in STYLES:
+            raise ValueError(f"chunk_style must be one of {', '.join(STYLES)}; got {self.chunk_style!r}")
+
+
+# --------------------------------------------------------------------------- reading and checking
+
+def load_annotations(path: str, label: str) -> list[Annotation]:
+    """The annotations of `path`, checked for the label type `label` (errors name file:line)."""
+    check_method(label)
+    rows, seen = [], {}
+    for lineno, obj in iter_jsonl(path):
+        where = f"{path}:{lineno}"
+        a = parse_record(Annotation, obj, where)
+        labels = a.labels if isinstance(a.labels, dict) else {}
+        if labels.get(label) is None:
+            raise StepwiserError(f"{where}: no {label!r} labels in this annotation; label types present in "
+                                 f"{path}: {', '.join(present_label_types(path)) or 'none'} (choose one with "
+                                 f"--label, or relabel with `stepwiser annotate --relabel`)")
+        lab = labels[label]
+        if not isinstance(lab, list) or len(lab) != len(a.chunks) or any(x not in (0, 1) for x in lab):
+            raise RecordError(f"{where}: labels[{label!r}] must be a list of {len(a.chunks)} values 0/1 "
+                              f"(one per chunk), got {lab!r}")
+        if a.key in seen:
+            raise RecordError(f"{where}: sample {a.key} already appears on line {seen[a.key]}")
+        seen[a.key] = lineno
+        rows.append(a)
+    if not rows:
+        raise StepwiserError(f"{path}: no annotations")
+    return rows
+
+
+def present_label_types(path: str) -> list[str]:
+    """The label types with a non-null list on at least one line of an annotation file."""
+    found = set()
+    for _, obj in iter_jsonl(path, on_error="skip"):
+        labels = obj.get("labels")
+        if isinstance(labels, dict):
+            found |= {k for k, v in labels.items() if v is not None}
+    return [t for t in LABEL_TYPES if t in found] + sorted(found - set(LABEL_TYPES))
+
+
+def load_problem_texts(path: str, annotations: list[Annotation], ann_path: str) -> dict[str, str]:
+    """problem id -> problem text for every annotated problem (a missing one is an error)."""
+    texts = {p.id: p.problem for p in read_records(path, Problem)}
+    missing = sorted({a.problem_id for a in annotations} - texts.keys())
+    if missing:
+        raise StepwiserError(f"{ann_path}: {len(missing)} annotated problem(s) are not in {path} "
+                             f"(first: {missing[0]!r}); give the problems file the samples were drawn from")
+    return texts
+
+
+def annotation_chunk_style(path: str) -> str | None:
+    """The chunk style recorded in the annotation file's manifest, if any."""
+    m = manifest_path(path)
+    if not m.exists():
+        return None
+    return json.loads(m.read_text(encoding="utf-8")).get("config", {}).get("chunk_style")
+
+
+def resolve_chunk_style(cfg: JudgeDataConfig) -> str:
+    recorded = annotation_chunk_style(cfg.annotations)
+    if cfg.chunk_style and recorded and cfg.chunk_style != recorded:
+        raise ValueError(f"--chunk-style {cfg.chunk_style} but {cfg.annotations} was annotated with chunk "
+                         f"style {recorded!r}")
+    return cfg.chunk_style or recorded or "tags"
+
+
+# --------------------------------------------------------------------------- building examples
+
+def example_key(problem_id: str, sample_id, chunk_index: int, label_type: str) -> str:
+    return content_hash({"problem_id": problem_id, "sample_id": sample_id, "chunk_index": chunk_index,
+                         "label_type": label_type})
+
+
+def stepwise_examples(annotations: list[Annotation], texts: dict[str, str], label: str,
+                      chunk_style: str = "tags") -> list[JudgeExample]:
+    """One judge example per chunk of every annotation (history = the chunks before it)."""
+    out = []
+    for a in annotations:
+        for i, (chunk, y) in enumerate(zip(a.chunks, a.labels[label])):
+            out.append(JudgeExample(
+                key=example_key(a.problem_id, a.sample_id, i, label), problem_id=a.problem_id,
+                sample_id=a.sample_id, chunk_index=i, problem=texts[a.problem_id], history=list(a.chunks[:i]),
+                chunk=chunk, label=int(y), label_type=label, extra={"chunk_style": chunk_style}))
+    return out
+
+
+def disc_examples(annotations: list[Annotation], texts: dict[str, str], label: str,
+                  chunk_style: str = "tags") -> list[dict]:
+    """One discriminative-baseline record per sample: all its chunks and their labels."""
+    return [{"key": content_hash({"problem_id": a.problem_id, "sample_id": a.sample_id, "label_type": label,
+                                  "format": "disc"}),
+             "problem_id": a.problem_id, "sample_id": a.sample_id, "problem": texts[a.problem_id],
+             "chunks": list(a.chunks), "labels": [int(y) for y in a.labels[label]], "label_type": label,
+             "chunk_style": chunk_style} for a in annotations]
+
+
+def judge_item(example: JudgeExample | dict) -> JudgeItem:
+    """The judging input of a stepwise example (what the judge sees; nothing else)."""
+    d = example.to_dict() if isinstance(example, JudgeExample) else example
+    return JudgeItem(problem=d["problem"], history=list(d["history"]), chunk=d["chunk"])
+
+
+def load_judge_tokenizer(name: str):
+    """The judge's tokenizer; a tokenizer without a chat template is an error naming the model."""
+    from stepwiser.models.loading import load_tokenizer, require_chat_template
+
+    tokenizer = load_tokenizer(name)
+    require_chat_template(tokenizer, name)
+    return tokenizer
+
+
+def count_chat_tokens(conversations: list[list[dict]], tokenizer, add_generation_prompt: bool) -> list[int]:
+    """Token count of each conversation with the tokenizer's chat template (as the engines build it)."""
+    texts = [tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=add_generation_prompt)
+             for m in conversations]
+    counts = []
+    for i in range(0, len(texts), 512):
+        counts += [len(ids) for ids in tokenizer(texts[i:i + 512], add_special_tokens=False)["input_ids"]]
+    return counts
+
+
+def prompt_tokens(examples: list, fmt: str, tokenizer) -> list[int]:
+    """Prompt length per example: the judge prompt (stepwise) or the labelled conversation (disc)."""
+    if fmt == "stepwise":
+        return count_chat_tokens([judge_messages(judge_item(e)) for e in examples], tokenizer, True)
+    return count_chat_tokens([disc_messages(e["problem"], e["chunks"], e["labels"]) for e in examples],
+                             tokenizer, False)
+
+
+# --------------------------------------------------------------------------- split and balance (pure)
+
+def split_problems(problem_ids, val_frac: float, seed: int) -> set[str]:
+    """The problem ids of the validation split (seeded shuffle of the sorted distinct ids)."""
+    ids = sorted(set(problem_ids))
+    if val_frac <= 0:
+        return set()
+    if len(ids) < 2:
+        raise StepwiserError(f"a problem-disjoint validation split needs at least 2 problems, got {len(ids)}; "
+                             f"use --val-frac 0")
+    n_val = min(len(ids) - 1, max(1, round(val_frac * len(ids))))
+    random.Random(f"judge-data-split:{seed}").shuffle(ids)
+    return set(ids[:n_val])
+
+
+def labels_of(example) -> list[int]:
+    """The labels an example contributes (one for stepwise, all its chunks' for disc)."""
+    if isinstance(example, JudgeExample):
+        return [example.label]
+    return list(example["labels"])
+
+
+def class_counts(examples: list) -> dict:
+    labels = [y for e in examples for y in labels_of(e)]
+    pos = sum(labels)
+    problems = {e.problem_id if isinstance(e, JudgeExample) else e["problem_id"] for e in examples}
+    return {"records": len(examples), "positive": pos, "negative": len(labels) - pos,
+            "positive_pct": round(100 * pos / len(labels), 1) if labels else None, "problems": len(problems)}
+
+
+def balance(examples: list[JudgeExample], seed: int) -> list[JudgeExample]:
+    """Down-sample the majority class to the minority's size (seeded); file order is kept.
+
+    Raises StepwiserError when one class is absent (a 50/50 balance is impossible)."""
+    pos = [i for i, e in enumerate(examples) if e.label == 1]
+    neg = [i for i, e in enumerate(examples) if e.label == 0]
+    if not pos or not neg:
+        raise StepwiserError(f"the training labels have one class only ({len(pos)} positive, {len(neg)} "
+                             f"negative): balancing to 50/50 is impossible; use --no-balance, another "
+                             f"--label, or more annotations")
+    small, big = (pos, neg) if len(pos) <= len(neg) else (neg, pos)
+    kept = set(small) | set(random.Random(f"judge-data-balance:{seed}").sample(big, len(small)))
+    return [e for i, e in enumerate(examples) if i in kept]
+
+
+# --------------------------------------------------------------------------- the stage
+
+def problem_of(example) -> str:
+    return example.problem_id if isinstance(example, JudgeExample) else example["problem_id"]
+
+
+def _set_tokens(example, n: int) -> None:
+    if isinstance(example, JudgeExample):
+        example.extra["prompt_tokens"] = n
+    else:
+        example["prompt_tokens"] = n
+
+
+def _prepare_output(out: Path, overwrite: bool) -> None:
+    """Refuse outputs this stage did not write (no manifest); with overwrite remove ours first."""
+    files = [out / name for name in OUTPUTS]
+    if overwrite:
+        for p in [*files, manifest_path(out)]:
+            p.unlink(missing_ok=True)
+    elif not manifest_path(out).exists():
+        existing = [str(p) for p in files if p.exists()]
+        if existing:
+            raise StepwiserError(f"{existing[0]} exists without a manifest; use --overwrite to replace it, "
+                                 f"or another --out")
+
+
+def _check_two_classes(cfg: JudgeDataConfig, counts: dict) -> None:
+    if cfg.format == "stepwise" and cfg.balance and (counts["positive"] == 0 or counts["negative"] == 0):
+        only = "positive (1)" if counts["positive"] else "negative (0)"
+        raise StepwiserError(f"{cfg.annotations}: all {counts['records']} {cfg.label!r} labels are {only}: "
+                             f"balancing to 50/50 is impossible; use --no-balance, or another --label")
+
+
+def _window(examples: list, lengths: list[int], cfg: JudgeDataConfig) -> tuple[list, int, int]:
+    """The examples whose prompt length is in [min_tokens, max_tokens], and the counts dropped."""
+    kept, short, long = [], 0, 0
+    for e, n in zip(examples, lengths):
+        _set_tokens(e, n)
+        if n < cfg.min_tokens:
+            short += 1
+        elif n > cfg.max_tokens:
+            long += 1
+        else:
+            kept.append(e)
+    if not kept:
+        raise StepwiserError(f"all {len(examples)} prompts are outside the token window "
+                             f"[{cfg.min_tokens}, {cfg.max_tokens}] ({short} shorter, {long} longer); "
+                             f"widen it with --min-tokens/--max-tokens")
+    return kept, short, long
+
+
+def _completed_summary(out: Path, config: dict, inputs: list) -> dict | None:
+    """The stored summary when `out` is complete with this config and these inputs, else None."""
+    path = manifest_path(out)
+    if not path.exists() or not all((out / name).exists() for name in OUTPUTS):
+        return None
+    old = json.loads(path.read_text(encoding="utf-8"))
+    same = (old.get("complete") and old.get("stage") == "judge-data"
+            and old.get("config_hash") == RunManifest.config_hash(config)
+            and old.get("inputs") == {str(p): file_hash(p) for p in inputs})
+    return old.get("summary", {}) if same else None
+
+
+def run_judge_data(cfg: JudgeDataConfig, tokenizer=None, overwrite: bool = False) -> dict:
+    """Build, split, filter and balance judge examples; write DIR/train.jsonl and DIR/val.jsonl.
+
+    `tokenizer`: an already loaded judge tokenizer (default: load `cfg.tokenizer`). Returns the summary
+    (also stored in the manifest); a rerun of a complete output with the same config and inputs does
+    nothing and returns the stored summary with ``nothing_to_do`` set."""
+    out = Path(cfg.out)
+    style = resolve_chunk_style(cfg)
+    config = {**dataclasses.asdict(cfg), "chunk_style": style}
+    inputs = [cfg.annotations, cfg.problems]
+    _prepare_output(out, overwrite)
+    done = _completed_summary(out, config, inputs)
+    if done is not None:
+        return {**done, "nothing_to_do": True}
+    anns = load_annotations(cfg.annotations, cfg.label)
+    texts = load_problem_texts(cfg.problems, anns, cfg.annotations)
+    build = stepwise_examples if cfg.format == "stepwise" else disc_examples
+    examples = build(anns, texts, cfg.label, style)
+    counts = {"all": class_counts(examples)}
+    _check_two_classes(cfg, counts["all"])
+    val_ids = split_problems((a.problem_id for a in anns), cfg.val_frac, cfg.seed)
+    tok = tokenizer if tokenizer is not None else load_judge_tokenizer(cfg.tokenizer)
+    kept, short, long = _window(examples, prompt_tokens(examples, cfg.format, tok), cfg)
+    counts["in_window"] = class_counts(kept)
+    train = [e for e in kept if problem_of(e) not in val_ids]
+    val = [e for e in kept if problem_of(e) in val_ids]
+    counts["train"] = class_counts(train)
+    if cfg.format == "stepwise" and cfg.balance:
+        train = balance(train, cfg.seed)
+        counts["train_balanced"] = class_counts(train)
+    counts["val"] = class_counts(val)
+    # every check passed: only now claim the output (C7; a config mismatch is refused here)
+    manifest = RunManifest.open(out, "judge-data", config, inputs)
+    write_jsonl(out / "train.jsonl", train)
+    write_jsonl(out / "val.jsonl", val)
+    summary = {"format": cfg.format, "label": cfg.label, "chunk_style": style, "train": len(train),
+               "val": len(val), "train_problems": counts["train"]["problems"], "val_problems": len(val_ids),
+               "dropped_short": short, "dropped_long": long, "token_window": [cfg.min_tokens, cfg.max_tokens],
+               "max_prompt_tokens": max(_tokens(e) for e in kept), "balance": counts, "output": str(out)}
+    one_class = [k for k in ("train", "val") if counts[k]["records"] and 0 in (counts[k]["positive"],
+                                                                              counts[k]["negative"])]
+    if one_class:
+        summary["warning"] = f"one class only in: {', '.join(one_class)}"
+    manifest.finish(summary)
+    return summary
+
+
+def _tokens(example) -> int:
+    return example.extra["prompt_tokens"] if isinstance(example, JudgeExample) else example["prompt_tokens"]
+
+
+BALANCE_ROWS = {"all": "all", "in_window": "in token window", "train": "train (before balancing)",
+                "train_balanced": "train (balanced)", "val": "val (unbalanced)"}
+
+
+def print_balance(summary: dict, console=None) -> None:
+    """The class balance at every step, as a rich table."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    unit = "samples" if summary["format"] == "disc" else "examples"
+    t = Table(title=f"judge-data: {summary['label']} class balance ({summary['format']})", title_justify="left")
+    for col in ("step", unit, "positive", "negative", "% positive", "problems"):
+        t.add_column(col, justify="left" if col == "step" else "right")
+    for key, name in BALANCE_ROWS.items():
+        c = summary["balance"].get(key)
+        if c is not None:
+            pct = "-" if c["positive_pct"] is None else f"{c['positive_pct']:.1f}"
+            t.add_row(name, str(c["records"]), str(c["positive"]), str(c["negative"]), pct, str(c["problems"]))
+    console.print(t)
