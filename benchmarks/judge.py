@@ -115,7 +115,9 @@ def micro_examples(count: int, seed: int = 0) -> list[JudgeExample]:
 
 def grpo_steps(args) -> list[dict]:
     """Run `args.grpo_steps` cold GRPO steps in a temporary folder; return their metrics.jsonl lines."""
-    from stepwiser.train.grpo import JudgeTrainConfig, load_judge_examples, train_grpo
+    from stepwiser.data.judge_examples import load_judge_examples
+    from stepwiser.train.grpo import train_grpo
+    from stepwiser.train.judge_config import JudgeTrainConfig
     from stepwiser.train.judge_metrics import read_metrics
 
     prompts = GRPO_BATCH["per_device_batch"] * GRPO_BATCH["grad_accum"] // GRPO_BATCH["num_generations"]

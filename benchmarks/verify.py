@@ -1,7 +1,9 @@
 """Answer checking throughput: checks/second on real answer pairs, sequential `check` vs `check_batch`.
 
-    .venv/bin/python benchmarks/verify.py                      # data from ../shared/data
     .venv/bin/python benchmarks/verify.py --data DIR --n 1000 --workers 1,2,4
+
+DIR holds gsm8k/test.jsonl (GSM8K's own format: `question`, `answer` ending in ``#### N``) and
+math500/test.jsonl (MATH-500's: `problem`, `solution`, `answer`), as downloaded from the Hub.
 
 Pairs: --n in all, a quarter each of
 - GSM8K correct: a test problem's reference solution (text ending ``#### N``) against its answer N;
@@ -26,8 +28,6 @@ from collections import Counter
 from pathlib import Path
 
 from stepwiser.core import verify
-
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def read_jsonl(path: Path, n: int) -> list[dict]:
@@ -78,7 +78,7 @@ def run(pairs, mode: str, workers: int, fast: bool, timeout: float) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder with gsm8k/ and math500/")
+    ap.add_argument("--data", type=Path, required=True, help="folder with gsm8k/test.jsonl and math500/test.jsonl")
     ap.add_argument("--n", type=int, default=1000, help="number of pairs (a multiple of 4)")
     ap.add_argument("--workers", default="1,2,4", help="check_batch worker counts, comma-separated")
     ap.add_argument("--timeout", type=float, default=5.0)

@@ -71,12 +71,13 @@ def analyse(samples: list[Sample], problems: dict[str, Problem]) -> dict:
     }
 
 
-def run_greedy(model: str, problems: str, out: Path, max_tokens: int, batch_size: int) -> None:
+def run_greedy(model: str, problems: str, out: Path, max_tokens: int, batch_size: int,
+               temperature: float = 0.0, seed: int = 0) -> None:
     from stepwiser.engines import make_engine
     from stepwiser.stages.sample import SampleConfig, run_sample
 
-    cfg = SampleConfig(policy=model, problems=problems, out=str(out / "samples.jsonl"), n=1, temperature=0.0,
-                       max_tokens=max_tokens, seed=0, batch_problems=batch_size)
+    cfg = SampleConfig(policy=model, problems=problems, out=str(out / "samples.jsonl"), n=1, temperature=temperature,
+                       max_tokens=max_tokens, seed=seed, batch_problems=batch_size)
     with make_engine("hf", model, batch_size=batch_size) as engine:
         run_sample(cfg, engine)
 
@@ -90,15 +91,18 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-size", type=int, default=50)
     ap.add_argument("--num-threads", type=int, default=2)
     ap.add_argument("--show", type=int, default=5, help="print this many wrong answers")
+    ap.add_argument("--temperature", type=float, default=0.0, help="0: greedy; 1.0: the sampled accuracy")
+    ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
 
     import torch
     torch.set_num_threads(args.num_threads)
     out = Path(args.out)
-    run_greedy(args.model, args.problems, out, args.max_tokens, args.batch_size)
+    run_greedy(args.model, args.problems, out, args.max_tokens, args.batch_size, args.temperature, args.seed)
     problems = {p.id: p for p in read_records(args.problems, Problem)}
     samples = read_records(out / "samples.jsonl", Sample)
     summary = {"model": args.model, "problems": args.problems, "max_tokens": args.max_tokens,
+               "temperature": args.temperature,
                **analyse(samples, problems)}
     write_json(out / "summary.json", summary)
     brief = {k: v for k, v in summary.items() if k != "wrong_answers"}

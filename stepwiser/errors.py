@@ -7,3 +7,7 @@ class StepwiserError(RuntimeError):
 
 class ConfigMismatchError(StepwiserError):
     """An output exists that was made with a different config or different inputs (C7)."""
+
+
+class EmptyResultError(StepwiserError):
+    """A run that would produce no records (an empty input, or every item skipped): never "complete"."""

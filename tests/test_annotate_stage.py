@@ -7,7 +7,8 @@ from stepwiser.stages.annotate import AnnotateConfig, run_annotate
 from stepwiser.errors import StepwiserError
 from stepwiser.core.labels import label_chunks
 from stepwiser.io.records import Annotation, Problem, Sample, read_records, write_jsonl
-from stepwiser.stages.relabel import merge, relabel
+from stepwiser.stages.merge import merge
+from stepwiser.stages.relabel import relabel
 
 
 def policy(text, rng, req):
@@ -62,7 +63,53 @@ def test_annotation_records_follow_c2(tmp_path):
     q0s = {(a.problem_id, a.q0["successes"]) for a in anns}
     assert len(q0s) == 4
     assert summary["full_M_budget"] == 4 * (8 * (3 + 3 + 2 + 0) + 8)
-    assert summary["rollout_ratio"] == 1.0
+    # samples 0 and 1 share their first chunk "a": that Q slot is rolled out once (1 of 8 slots saved)
+    assert summary["q_slots"] == 4 * 8 and summary["distinct_q_slots"] == 4 * 7
+    assert summary["saved_by_sharing"] == 0.125 and summary["saved_by_early_stop"] == 0.0
+    assert summary["rollouts_spent"] == 4 * (8 * 7 + 8) and summary["rollout_ratio"] == round(64 / 72, 3)
+
+
+def _prefix_rollouts(engine, prefix):
+    return sum(1 for text in engine.prompts if text.endswith(prefix))
+
+
+def test_identical_prefixes_share_one_q_estimate_and_no_rollout_is_spent_twice(tmp_path):
+    pp, sp = _inputs(tmp_path, n_problems=2)
+    eng = FakeEngine(policy)
+    run_annotate(_cfg(tmp_path, pp, sp), eng, progress=False)
+    rows = _rows(tmp_path / "ann.jsonl")
+    for pid in ("p0", "p1"):
+        a, b = rows[(pid, 0)], rows[(pid, 1)]          # both start with chunk "a"
+        assert a["q"][1] == b["q"][1] and a["successes"][0] == b["successes"][0] and a["rollouts"][0] == 8
+        assert a["draws"]["chunks"][0] == b["draws"]["chunks"][0] and len(a["draws"]["chunks"][0]) == 8
+        assert a["prefix_sharing"] is True
+    # one request per distinct (problem, prefix): "<chunk>a</chunk>" once per problem, not twice
+    assert _prefix_rollouts(eng, "<chunk>a</chunk>\n") == 2
+
+
+def test_without_sharing_every_sample_rolls_out_its_own_prefixes(tmp_path):
+    pp, sp = _inputs(tmp_path, n_problems=2)
+    eng = FakeEngine(policy)
+    s = run_annotate(_cfg(tmp_path, pp, sp, share_prefixes=False), eng, progress=False)
+    assert _prefix_rollouts(eng, "<chunk>a</chunk>\n") == 4
+    assert s["rollout_ratio"] == 1.0 and s["saved_by_sharing"] == 0.0 and s["distinct_q_slots"] == s["q_slots"]
+
+
+def test_runs_from_before_prefix_sharing_resume_with_it_off(tmp_path):
+    import dataclasses
+
+    from stepwiser.io.records import RunManifest, manifest_path
+
+    pp, sp = _inputs(tmp_path, n_problems=1)
+    cfg = _cfg(tmp_path, pp, sp, share_prefixes=False)
+    old = dataclasses.asdict(cfg)
+    for key in ("share_prefixes", "relabel", "merge"):   # the config as a run of the previous version recorded it
+        old.pop(key)
+    RunManifest.open(cfg.out, "annotate", old, [cfg.samples, cfg.problems], volatile=AnnotateConfig.VOLATILE)
+    run_annotate(cfg, FakeEngine(policy), progress=False)   # resumes: same hash
+    assert json.loads(manifest_path(cfg.out).read_text())["resumed"] == 1
+    with pytest.raises(StepwiserError, match="share_prefixes"):
+        run_annotate(_cfg(tmp_path, pp, sp), FakeEngine(policy), progress=False)
 
 
 def test_exact_early_stop_gives_identical_labels_with_fewer_rollouts(tmp_path):
@@ -146,3 +193,107 @@ def test_bad_samples_are_skipped_and_counted(tmp_path):
     s = run_annotate(_cfg(tmp_path, pp, sp), FakeEngine(policy), progress=False)
     assert s["skipped"] == {"empty response": 1, "no chunks": 1, "reference answer cannot be parsed": 1}
     assert s["annotations"] == 8
+
+
+def _erring_verifier(monkeypatch, marker="ERR"):
+    """check_batch that answers status "error" for rollouts whose text holds `marker`."""
+    from stepwiser.core import verify
+    from stepwiser.core.verify import VerifyResult
+
+    real = verify.check_batch
+
+    def check_batch(pairs, *a, **kw):
+        pairs = list(pairs)
+        out = real(pairs, *a, **kw)
+        return [VerifyResult("error", None, "worker died twice") if marker in resp else r
+                for (resp, _), r in zip(pairs, out)]
+    monkeypatch.setattr(verify, "check_batch", check_batch)
+
+
+def erring_policy(text, rng, req):
+    """Like `policy`, but one rollout in ten cannot be verified (its text holds ERR)."""
+    if rng.random() < 0.1:
+        return "<chunk>ERR \\boxed{10}</chunk>"
+    return policy(text, rng, req)
+
+
+def test_verifier_errors_are_neither_successes_nor_failures(tmp_path, monkeypatch):
+    _erring_verifier(monkeypatch)
+    pp, sp = _inputs(tmp_path)
+    s = run_annotate(_cfg(tmp_path, pp, sp, max_verify_error_share=0.5, share_prefixes=False), FakeEngine(erring_policy), progress=False)
+    anns = read_records(tmp_path / "ann.jsonl", Annotation)
+    errors = 0
+    for a in anns:
+        errs = a.extra["verify_errors"]
+        assert len(errs["chunks"]) == len(a.chunks) - 1
+        errors += sum(errs["chunks"])
+        # errors are redrawn: every chunk still has M verified rollouts, its draws hold no error
+        assert all(m == 8 for m in a.rollouts[:-1]) and a.q0["rollouts"] == 8
+        assert [len(d) for d in a.extra["draws"]["chunks"]] == a.rollouts[:-1]
+        assert a.successes[:-1] == [sum(d) for d in a.extra["draws"]["chunks"]]
+        if "BAD b" in a.chunks:  # an ERR rollout answers 10: counted as a success it would show here
+            assert a.successes[2] == 0
+    errors += sum({a.problem_id: a.extra["verify_errors"]["q0"] for a in anns}.values())
+    assert errors > 0 and s["verify_errors_this_run"] == errors
+
+
+def test_too_many_verifier_errors_stop_the_run(tmp_path, monkeypatch):
+    _erring_verifier(monkeypatch)
+    pp, sp = _inputs(tmp_path)
+    cfg = _cfg(tmp_path, pp, sp)   # default share 0.05, the policy errs on ~10%
+    with pytest.raises(StepwiserError, match=r"verifier failed .* above --max-verify-error-share 0.05"):
+        run_annotate(cfg, FakeEngine(erring_policy), progress=False)
+    manifest = json.loads((tmp_path / "ann.jsonl.manifest.json").read_text())
+    assert manifest["complete"] is False
+    with pytest.raises(ValueError, match="max_verify_error_share"):
+        _cfg(tmp_path, pp, sp, max_verify_error_share=1.5)
+
+
+def test_a_chunk_that_never_verifies_stops_the_run(tmp_path, monkeypatch):
+    _erring_verifier(monkeypatch, marker="BAD")
+    pp, sp = _inputs(tmp_path)
+    with pytest.raises(StepwiserError, match=r"verifier failed .* rollouts of problem p\d sample 1 chunk"):
+        run_annotate(_cfg(tmp_path, pp, sp, max_verify_error_share=1.0), FakeEngine(policy), progress=False)
+
+
+def test_max_verify_error_share_keeps_the_config_hash(tmp_path):
+    """Runs made before the field existed still resume (it is not hashed)."""
+    import dataclasses
+
+    from stepwiser.io.records import RunManifest
+    pp, sp = _inputs(tmp_path)
+    new = dataclasses.asdict(_cfg(tmp_path, pp, sp, max_verify_error_share=0.2))
+    old = {k: v for k, v in new.items() if k != "max_verify_error_share"}
+    assert RunManifest.config_hash(old, AnnotateConfig.VOLATILE) == RunManifest.config_hash(new, AnnotateConfig.VOLATILE)
+
+
+def test_samples_of_another_problems_file_are_an_error(tmp_path):
+    """Every sample skipped (its problem is not in --problems): an error naming the cause, no manifest."""
+    from stepwiser.errors import EmptyResultError
+    from stepwiser.io.records import manifest_path
+
+    pp, sp = _inputs(tmp_path)
+    other = tmp_path / "other.jsonl"
+    write_jsonl(other, [Problem(id="q0", problem="x", answer="1", source="t")])
+    cfg = AnnotateConfig(policy="fake", samples=str(sp), problems=str(other), out=str(tmp_path / "a.jsonl"))
+    with pytest.raises(EmptyResultError, match=r"nothing to annotate: every sample was skipped \(problem not in "
+                                               r"--problems: 16\); give the problems file"):
+        run_annotate(cfg, FakeEngine(policy), progress=False)
+    assert not manifest_path(tmp_path / "a.jsonl").exists()
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    with pytest.raises(EmptyResultError, match="empty.jsonl: no samples"):
+        run_annotate(AnnotateConfig(policy="fake", samples=str(empty), problems=str(pp),
+                                    out=str(tmp_path / "b.jsonl")), FakeEngine(policy), progress=False)
+    # all skipped later (no usable reference answer): the run is not marked complete
+    write_jsonl(pp, [Problem(id=f"p{i}", problem=f"problem {i}", answer="", source="t") for i in range(4)])
+    with pytest.raises(EmptyResultError, match="reference answer cannot be parsed: 16"):
+        run_annotate(_cfg(tmp_path, pp, sp, "c.jsonl"), FakeEngine(policy), progress=False)
+    assert json.loads(manifest_path(tmp_path / "c.jsonl").read_text())["complete"] is False
+
+
+def test_an_empty_shard_completes(tmp_path):
+    pp, sp = _inputs(tmp_path, 1)
+    parts = [run_annotate(_cfg(tmp_path, pp, sp, f"s{i}.jsonl", shard=f"{i}/2"), FakeEngine(policy), progress=False)
+             for i in range(2)]
+    assert sorted(p["annotations"] for p in parts) == [0, 4]

@@ -11,11 +11,11 @@ RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "micro-policy.yaml"
 
 @pytest.mark.parametrize("flags, want", [([], True), (["--no-bf16"], False), (["--bf16"], True)])
 def test_no_bf16_overrides_the_recipe(monkeypatch, tmp_path, flags, want):
-    import stepwiser.train.sft as sft
+    import stepwiser.stages.train_policy as stage
 
     seen = {}
-    monkeypatch.setattr(sft, "load_conversations", lambda path: [])
-    monkeypatch.setattr(sft, "train_sft", lambda cfg, examples, **kw: seen.setdefault("cfg", cfg) and tmp_path)
+    monkeypatch.setattr(stage, "load_conversations", lambda path: [])
+    monkeypatch.setattr(stage, "train_sft", lambda cfg, examples, **kw: seen.setdefault("cfg", cfg) and tmp_path)
     res = CliRunner().invoke(cli, ["train-policy", "--config", str(RECIPE), "-o", str(tmp_path), *flags])
     assert res.exit_code == 0, res.output
     assert seen["cfg"].bf16 is want and seen["cfg"].lr == 2e-4   # the rest of the recipe is kept

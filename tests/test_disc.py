@@ -6,14 +6,20 @@ import math
 
 import pytest
 
-from stepwiser.judges.discriminative import DiscriminativeJudge, answer_token_ids, disc_prompt_messages, plus_probability
 from stepwiser.errors import StepwiserError
-from stepwiser.judges.prompts import DISC_SYSTEM, disc_messages
-from stepwiser.judges.base import JUDGE_META, JudgeItem
-from stepwiser.judges.load import load_judge
 from stepwiser.io.records import write_jsonl
-from stepwiser.train.grpo import JudgeTrainConfig
-from stepwiser.train.judge_sft import disc_conversations, load_disc_records, train_judge
+from stepwiser.judges.base import JUDGE_META, JudgeItem
+from stepwiser.judges.discriminative import (
+    DiscriminativeJudge,
+    answer_token_ids,
+    disc_prompt_messages,
+    plus_probability,
+)
+from stepwiser.judges.load import load_judge
+from stepwiser.judges.prompts import DISC_SYSTEM, disc_messages
+from stepwiser.stages.train_judge import train_judge
+from stepwiser.train.disc import disc_conversations, load_disc_records
+from stepwiser.train.judge_config import JudgeTrainConfig
 from stepwiser.train.sft import tokenize_multiturn
 
 

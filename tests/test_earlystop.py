@@ -332,7 +332,7 @@ def test_confident_pauses_can_reopen_exact_ones_never_do():
 
 
 def realistic_problems(rng, n, samples=4, M=16):
-    """STEPWISER.md section 4 profiles: per-step success s in [0.8, 0.93], Q_i = s^(H-i) before the
+    """docs/METHOD.md 4.1 profiles: per-step success s in [0.8, 0.93], Q_i = s^(H-i) before the
     first wrong chunk, 0 from it on; Q_0 = s^H shared by the problem's samples."""
     out = []
     for _ in range(n):

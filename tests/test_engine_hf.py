@@ -200,3 +200,30 @@ def test_plan_batches():
 def test_derive_seed_is_stable_and_distinct():
     assert derive_seed(1, 0) == derive_seed(1, 0)
     assert len({derive_seed(s, j) for s in range(5) for j in range(5)}) == 25
+
+
+@pytest.mark.parametrize("fixture", ["tiny_model_dir", "tiny_qwen2_dir"])
+def test_generating_emits_no_deprecation_warning(fixture, request):
+    """Every generating command printed transformers' `past_key_values` deprecation warning."""
+    import warnings
+
+    eng = make_engine("hf", str(request.getfixturevalue(fixture)), device="cpu", batch_size=2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        eng.generate([chat(q) for q in QUESTIONS[:2]], SamplingParams(n=2, temperature=1.0, max_tokens=4, seed=0))
+    messages = [str(w.message) for w in caught]
+    assert not [m for m in messages if "past_key_values" in m or "deprecated" in m.lower()], messages
+
+
+def test_cache_argument_follows_the_forward_signature():
+    from stepwiser.engines.hf import cache_argument
+
+    class New(torch.nn.Module):
+        def forward(self, input_ids=None, cache=None):
+            return input_ids
+
+    class Old(torch.nn.Module):
+        def forward(self, input_ids=None, past_key_values=None):
+            return input_ids
+
+    assert cache_argument(New()) == "cache" and cache_argument(Old()) == "past_key_values"

@@ -62,3 +62,22 @@ def test_cli_greedy_on_a_tiny_model(tmp_path, tiny_model_dir, capsys):
     assert s["k"] == 1 and s["meta"]["metric"] == "greedy" and s["meta"]["temperature"] == 0.0
     assert s["problems"] == 2 and s["unparsed"] + s["mean_accuracy"] * 2 / 100 <= 2
     assert "mean_accuracy" in capsys.readouterr().out
+
+
+def test_empty_problems_and_changed_samples_are_clear_errors(tmp_path):
+    from stepwiser.errors import EmptyResultError, StepwiserError
+
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    with pytest.raises(EmptyResultError, match="empty.jsonl: no problems, nothing to sample"):
+        run_accuracy(AccuracyConfig(policy="fake", problems=str(empty), out=str(tmp_path / "e")), FakeEngine(policy),
+                     progress=False)
+    assert not (tmp_path / "e" / "summary.json").exists()
+    cfg = AccuracyConfig(policy="fake", problems=str(_problems(tmp_path)), out=str(tmp_path / "acc"), k=2)
+    run_accuracy(cfg, FakeEngine(policy), progress=False)
+    samples = tmp_path / "acc" / "samples.jsonl"
+    lines = samples.read_text().splitlines(keepends=True)
+    samples.write_text("".join(lines[:-1]))                        # a sample removed by hand
+    from stepwiser.stages.eval_accuracy import problem_records
+    with pytest.raises(StepwiserError, match=r"problem 'p3' has 1 samples, expected k = 2"):
+        problem_records(samples, 2)

@@ -44,15 +44,40 @@ def test_predictions_with_known_f1(tmp_path, capsys):
                                                          "unparsed": True, "missing": False}
 
 
-def test_missing_ids_are_reported_and_wrong(tmp_path, capsys):
+def test_missing_ids_need_allow_missing_and_make_a_partial_summary(tmp_path, capsys):
     data = write_bench(tmp_path / "bench", {"s": ITEMS})
     preds = _preds(tmp_path, [{"id": "a", "prediction": -1}, {"id": "c", "prediction": 0}])
-    cfg = ProcessBenchConfig(mode="predictions", model=str(preds), data=str(data), out=str(tmp_path / "o"), bootstrap=0)
-    s = run_processbench(cfg, progress=False)["subsets"]["s"]
+    # refused by default: nothing written, the message names the ids and the flag
+    assert _eval(tmp_path, "--predictions", str(preds), "--data", str(data)) == 1
+    err = capsys.readouterr().err
+    assert "preds.jsonl: 2 of the 4 evaluated items have no prediction (s: 'b', 'd'); give --allow-missing" in err
+    assert not (tmp_path / "out").exists()
+    cfg = ProcessBenchConfig(mode="predictions", model=str(preds), data=str(data), out=str(tmp_path / "o"), bootstrap=0,
+                             allow_missing=True)
+    summary = run_processbench(cfg, progress=False)
+    s = summary["subsets"]["s"]
     assert (s["missing"], s["unparsed"], s["error_acc"], s["correct_acc"]) == (2, 0, 33.33, 100.0)
+    assert summary["partial"] is True and summary["missing"] == 2
     assert records(tmp_path / "o" / "s.jsonl")["b"]["missing"]
-    assert _eval(tmp_path, "--predictions", str(preds), "--data", str(data)) == 0
+    assert _eval(tmp_path, "--predictions", str(preds), "--data", str(data), "--allow-missing") == 0
     assert "warning: items without a prediction (scored as wrong): s 2" in capsys.readouterr().err
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["partial"] is True
+    # no prediction for any evaluated item: an error even with --allow-missing
+    data2 = write_bench(tmp_path / "bench2", {"s": ITEMS, "t": [dict(ITEMS[0], id="t-only")]})
+    only_t = _preds(tmp_path, [{"id": "t-only", "prediction": -1}], "t.jsonl")
+    assert _eval(tmp_path, "--predictions", str(only_t), "--data", str(data2), "--subsets", "s", "--allow-missing",
+                 "--overwrite") == 1
+    assert "no prediction for any of the 4 evaluated items" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="--allow-missing applies to --predictions only"):
+        ProcessBenchConfig(mode="reference", model="oracle", data=str(data), out="x", allow_missing=True)
+
+
+def test_a_complete_predictions_file_gives_a_headline_summary(tmp_path):
+    data = write_bench(tmp_path / "bench", {"s": ITEMS})
+    preds = _preds(tmp_path, [{"id": i, "prediction": -1} for i in ("a", "b", "c", "d")])
+    s = run_processbench(ProcessBenchConfig(mode="predictions", model=str(preds), data=str(data),
+                                            out=str(tmp_path / "o"), bootstrap=0), progress=False)
+    assert "partial" not in s and "missing" not in s
 
 
 def test_ids_beyond_limit_or_in_other_subsets_are_ignored(tmp_path):
@@ -122,7 +147,7 @@ def test_exactly_one_mode(tmp_path, capsys):
     assert _eval(tmp_path, "--data", str(FIXTURES)) == 2
     assert _eval(tmp_path, "--reference", "oracle", "--judge", "x", "--data", str(FIXTURES)) == 2
     assert "exactly one of" in capsys.readouterr().err
-    assert _eval(tmp_path, "--reference", "oracle", "--maj", "3", "--data", str(FIXTURES)) == 1
+    assert _eval(tmp_path, "--reference", "oracle", "--maj", "3", "--data", str(FIXTURES)) == 2   # a config error is a usage error
 
 
 def test_results_without_manifest_are_not_overwritten(tmp_path, capsys):

@@ -97,3 +97,13 @@ def test_report_select_prints_the_judge(tmp_path, capsys):
         paths.append(str(p))
     assert main(["report", *paths, "--select"]) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1] == "selected: runs/ck-1 (average F1 25.0)"
+
+
+def test_a_partial_summary_is_marked_in_the_report(tmp_path):
+    from stepwiser.stages.report import load_rows
+
+    p = tmp_path / "s" / "summary.json"
+    p.parent.mkdir()
+    p.write_text(json.dumps({**_summary({"gsm8k": 40.0}, 40.0), "partial": True, "missing": 3}))
+    assert load_rows([str(p)])[0][0] == "judge-a (partial: 3 missing)"
+    assert load_rows([str(p)], ["mine"])[0][0] == "mine (partial: 3 missing)"

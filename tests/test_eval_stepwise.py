@@ -134,3 +134,15 @@ def test_limit_and_subsets(tmp_path):
     summary = run_processbench(cfg, GenerativeJudge(FakeEngine(verdict_policy)), progress=False)
     assert list(summary["subsets"]) == ["s"] and summary["subsets"]["s"]["n"] == 2
     assert summary["subsets"]["s"]["f1_ci"] is None and not (tmp_path / "o" / "t.jsonl").exists()
+
+
+def test_a_judge_returning_the_wrong_number_of_judgments_is_an_error():
+    from stepwiser.errors import StepwiserError
+
+    class Short:
+        def judge(self, items, k=1):
+            return [Judgment(verdicts=[1], texts=["ok"]) for _ in items[1:]]
+
+    items = [BenchItem("s", it["id"], it["problem"], tuple(it["steps"]), it["label"], it) for it in ITEMS]
+    with pytest.raises(StepwiserError, match=r"the judge Short returned 3 judgments for 4 items"):
+        list(run_stepwise(Short(), items))

@@ -9,15 +9,16 @@ from test_disc import disc_records
 from test_train_grpo import cfg_for, first_token_parity_reward, judge_examples, write_data
 
 from stepwiser.cli import main
-from stepwiser.judges.discriminative import DiscriminativeJudge
 from stepwiser.errors import StepwiserError
+from stepwiser.io.records import write_jsonl
 from stepwiser.judges.base import JUDGE_META
+from stepwiser.judges.discriminative import DiscriminativeJudge
 from stepwiser.judges.generative import GenerativeJudge
 from stepwiser.judges.load import load_judge
-from stepwiser.io.records import write_jsonl
 from stepwiser.stages.export_judge import checkpoints_of, export_checkpoint, run_meta
-from stepwiser.train.grpo import JudgeTrainConfig, train_grpo
-from stepwiser.train.judge_sft import train_judge
+from stepwiser.stages.train_judge import train_judge
+from stepwiser.train.grpo import train_grpo
+from stepwiser.train.judge_config import JudgeTrainConfig
 
 
 def tensors(path):

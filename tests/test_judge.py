@@ -1,4 +1,4 @@
-"""The generative judge (STEPWISER.md 2.3): prompt, verdict parsing, majority, the judging API."""
+"""The generative judge (docs/METHOD.md 2.3): prompt, verdict parsing, majority, the judging API."""
 import json
 import shutil
 
@@ -224,11 +224,23 @@ def test_api_edges():
     judge = GenerativeJudge(engine, cot=False, temperature=0.7)
     assert judge.judge([], k=4) == [] and engine.calls == []
     judge.judge(ITEMS[:1], k=2)
-    assert engine.params[-1].max_tokens == 16 and engine.params[-1].temperature == 0.7
+    assert engine.params[-1].max_tokens == 32 and engine.params[-1].temperature == 0.7  # train-judge's length
     assert "judgment only" in engine.prompts[-1]
     for k in (0, -1):
         with pytest.raises(ValueError, match="k must be >= 1"):
             judge.judge(ITEMS, k=k)
+    with pytest.raises(ValueError, match="max_tokens must be >= 1"):
+        GenerativeJudge(engine, max_tokens=0)
+
+
+@pytest.mark.parametrize("cot", [True, False])
+def test_judge_uses_its_max_tokens_with_or_without_cot(cot):
+    """--max-tokens bounds every judgment, the bare-verdict judge's too (it was a fixed 16)."""
+    engine = RecordingEngine(_fake_judge)
+    GenerativeJudge(engine, cot=cot, max_tokens=40).judge(ITEMS[:1], k=1)
+    assert engine.params[-1].max_tokens == 40
+    GenerativeJudge(engine, cot=cot).judge(ITEMS[:1], k=1)
+    assert engine.params[-1].max_tokens == (1024 if cot else 32)
 
 
 def test_disc_messages_one_chunk_per_user_turn():

@@ -358,3 +358,49 @@ def test_balance_is_random_over_majority_only():
     n_neg = sum(1 - e.label for e in ex)
     assert len(out) == 2 * n_neg and sum(e.label for e in out) == n_neg
     assert [e.key for e in out] == [e.key for e in ex if e in out]
+
+
+def _shared(pid, sid, chunks, labels):
+    a = _annotation(pid, sid, labels)
+    a.chunks, a.response = list(chunks), "\n".join(f"<chunk>{c}</chunk>" for c in chunks)
+    return a
+
+
+def test_identical_judge_inputs_are_merged_by_majority(tmp_path, tok, smollm2_tokenizer_dir):
+    """Samples sharing a prefix give identical judge inputs: one example each, majority label, ties dropped."""
+    anns = [_shared("p0", 0, ["x", "y0"], [1, 1]), _shared("p0", 1, ["x", "y1"], [0, 0]),
+            _shared("p0", 2, ["x", "y2"], [1, 0]),           # "x" in p0: 1, 0, 1 -> 1 (conflict)
+            _shared("p1", 0, ["x", "z0"], [1, 1]), _shared("p1", 1, ["x", "z1"], [0, 1]),  # "x" in p1: tie
+            _shared("p2", 0, ["a", "b"], [0, 1]), _shared("p2", 1, ["a", "b"], [0, 1])]   # same sample twice
+    ann, probs = tmp_path / "ann.jsonl", tmp_path / "problems.jsonl"
+    write_jsonl(ann, anns)
+    write_jsonl(probs, [Problem(id=p, problem=f"Problem {p}.", answer="1", source="t") for p in ("p0", "p1", "p2")])
+    s = run_judge_data(_cfg(tmp_path, ann, probs, smollm2_tokenizer_dir, val_frac=0, balance=False), tokenizer=tok)
+    rows = _read(tmp_path / "jd" / "train.jsonl")
+    got = sorted((r.problem_id, tuple(r.history), r.chunk, r.label) for r in rows)
+    assert got == sorted([("p0", (), "x", 1), ("p0", ("x",), "y0", 1), ("p0", ("x",), "y1", 0),
+                          ("p0", ("x",), "y2", 0), ("p1", ("x",), "z0", 1), ("p1", ("x",), "z1", 1),
+                          ("p2", (), "a", 0), ("p2", ("a",), "b", 1)])
+    assert s["dedupe"] == {"inputs": 8, "duplicates_merged": 4, "conflicts": 2, "dropped_ties": 2}
+    assert s["balance"]["all"]["records"] == 14 and s["balance"]["deduped"]["records"] == 8
+    assert len({r.key for r in rows}) == 8
+
+
+def test_no_training_example_left_is_an_error(tmp_path, tok, smollm2_tokenizer_dir):
+    """The token window can empty the train split: an error, not a complete run with no data."""
+    from stepwiser.errors import EmptyResultError
+
+    labels = {("p0", 0): [1, 0], ("p1", 0): [1, 0]}
+    ann, probs = _write(tmp_path, labels)
+    split = split_problems(["p0", "p1"], 0.5, 0)
+    train_pid = ({"p0", "p1"} - split).pop()
+    write_jsonl(probs, [Problem(id=p, problem=("long " * 300 if p == train_pid else "") + f"Problem {p}.",
+                                answer="1", source="t") for p in ("p0", "p1")])
+    val_pid = split.pop()
+    short = [judge_messages(judge_item({"problem": f"Problem {val_pid}.", "history": h, "chunk": c}))
+             for h, c in (([], f"{val_pid} s0 step 0: 0 + 0 = 0"), ([f"{val_pid} s0 step 0: 0 + 0 = 0"],
+                                                                   f"{val_pid} s0 step 1: 1 + 1 = 2"))]
+    window = max(count_chat_tokens(short, tok, True))
+    with pytest.raises(EmptyResultError, match="no training example: all 2 examples in the token window belong"):
+        run_judge_data(_cfg(tmp_path, ann, probs, smollm2_tokenizer_dir, val_frac=0.5, max_tokens=window),
+                       tokenizer=tok)

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from stepwiser.errors import ConfigMismatchError
+from stepwiser.errors import ConfigMismatchError, EmptyResultError
 from stepwiser.io.records import (
     JsonlWriter,
     Problem,
@@ -137,3 +137,42 @@ def test_manifest_for_folder_output(tmp_path):
     RunManifest.open(d, "judge-data", {"x": 1})
     assert (d / "manifest.json").exists()
     assert os.path.isdir(d)
+
+
+def test_finish_refuses_a_run_without_records(tmp_path):
+    out = tmp_path / "samples.jsonl"
+    m = RunManifest.open(out, "sample", {"n": 4})
+    with pytest.raises(EmptyResultError, match=r"samples.jsonl: the run produced no records: no problems"):
+        m.finish({"samples": 0}, records=0, cause="no problems")
+    assert json.loads(manifest_path(out).read_text())["complete"] is False
+    d = RunManifest.open(tmp_path / "eval", "eval", {"x": 1})
+    with pytest.raises(EmptyResultError, match=r"eval: the run produced no records; nothing is marked"):
+        d.finish({}, records=0)
+    m.finish({"samples": 3}, records=3)
+    assert json.loads(manifest_path(out).read_text())["complete"] is True
+
+
+def test_an_output_without_records_is_replaced_without_overwrite(tmp_path):
+    """A first run that failed before writing a record (e.g. a wrong --policy) does not block the fix."""
+    out = tmp_path / "samples.jsonl"
+    RunManifest.open(out, "sample", {"policy": "wrong/path"})
+    out.write_text("\n")                                        # the writer had opened the file
+    m = RunManifest.open(out, "sample", {"policy": "right"})
+    assert m.data["config"] == {"policy": "right"} and m.data["resumed"] == 0 and not out.exists()
+    out.write_text('{"id": "a"}\n')                               # now it holds a record: refused
+    with pytest.raises(ConfigMismatchError, match="policy"):
+        RunManifest.open(out, "sample", {"policy": "other"})
+    # a folder output with empty files only, and extra outputs
+    d = tmp_path / "eval"
+    RunManifest.open(d, "eval", {"judge": "wrong"}, outputs=[tmp_path / "side.jsonl"])
+    (d / "test.jsonl").write_text("")
+    (tmp_path / "side.jsonl").write_text("")
+    RunManifest.open(d, "eval", {"judge": "right"}, outputs=[tmp_path / "side.jsonl"])
+    assert not (d / "test.jsonl").exists() and not (tmp_path / "side.jsonl").exists()
+    (d / "test.jsonl").write_text('{"id": 1}\n')
+    with pytest.raises(ConfigMismatchError):
+        RunManifest.open(d, "eval", {"judge": "other"})
+    (d / "test.jsonl").write_text("")
+    (tmp_path / "side.jsonl").write_text('{"id": 1}\n')          # a record in an extra output counts
+    with pytest.raises(ConfigMismatchError):
+        RunManifest.open(d, "eval", {"judge": "other"}, outputs=[tmp_path / "side.jsonl"])

@@ -68,3 +68,35 @@ def test_sample_refuses_changed_config(tmp_path):
     with pytest.raises(ConfigMismatchError, match="n"):
         run_sample(SampleConfig(policy="fake", problems=str(probs), out=str(out), n=3), FakeEngine(policy),
                    progress=False)
+
+
+def test_empty_problems_file_is_an_error_not_a_complete_run(tmp_path):
+    from stepwiser.errors import EmptyResultError
+    from stepwiser.io.records import manifest_path
+
+    probs = tmp_path / "problems.jsonl"
+    probs.write_text("")
+    out = tmp_path / "samples.jsonl"
+    with pytest.raises(EmptyResultError, match="problems.jsonl: no problems, nothing to sample"):
+        run_sample(SampleConfig(policy="fake", problems=str(probs), out=str(out)), FakeEngine(policy), progress=False)
+    assert not manifest_path(out).exists()
+
+
+def test_a_failed_first_run_does_not_block_the_corrected_rerun(tmp_path):
+    """A wrong --policy fails before any record: the rerun with the right one needs no --overwrite."""
+    from stepwiser.errors import StepwiserError
+
+    probs = _problems(tmp_path, 2)
+    out = tmp_path / "samples.jsonl"
+
+    def wrong_policy():
+        raise StepwiserError("wrong/path: model not found")
+    with pytest.raises(StepwiserError, match="model not found"):
+        run_sample(SampleConfig(policy="wrong/path", problems=str(probs), out=str(out)), wrong_policy,
+                   progress=False)
+    s = run_sample(SampleConfig(policy="fake", problems=str(probs), out=str(out), n=2), FakeEngine(policy),
+                   progress=False)
+    assert s["samples"] == 4 and len(read_records(out, Sample)) == 4
+    with pytest.raises(ConfigMismatchError):   # once it holds records, another config is refused
+        run_sample(SampleConfig(policy="other", problems=str(probs), out=str(out), n=2), FakeEngine(policy),
+                   progress=False)

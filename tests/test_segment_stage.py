@@ -65,3 +65,24 @@ def test_select_responses_caps_per_problem():
 def test_clean_teacher_output_strips_fence_only():
     assert clean_teacher_output("```\n<chunk>a</chunk>\n```") == "<chunk>a</chunk>"
     assert clean_teacher_output("<chunk>a</chunk>") == "<chunk>a</chunk>"
+
+
+def test_nothing_to_segment_is_an_error(tmp_path):
+    import pytest
+
+    from stepwiser.errors import EmptyResultError
+
+    _, samples = _inputs(tmp_path)
+    other = tmp_path / "other.jsonl"
+    write_jsonl(other, [Problem(id="q", problem="q", answer="1", source="t")])
+    cfg = SegmentConfig(teacher="fake", samples=str(samples), problems=str(other), out=str(tmp_path / "o.jsonl"))
+    with pytest.raises(EmptyResultError, match=r"no response to segment \(18 samples, 15 correct, 0 of those with "
+                                               r"their problem in .*other.jsonl\); give the problems file"):
+        run_segment(cfg, FakeEngine(teacher), progress=False)
+    # the teacher fails on every response: not a complete run
+    only_p2 = tmp_path / "p2.jsonl"
+    write_jsonl(only_p2, [Problem(id="p2", problem="problem 2", answer="13", source="t")])
+    cfg = SegmentConfig(teacher="fake", samples=str(samples), problems=str(only_p2), out=str(tmp_path / "f.jsonl"),
+                        attempts=2)
+    with pytest.raises(EmptyResultError, match=r"f.jsonl: the run produced no records: the teacher failed on all 4"):
+        run_segment(cfg, FakeEngine(teacher), progress=False)

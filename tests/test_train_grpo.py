@@ -1,4 +1,5 @@
-"""Judge GRPO on TRL (stepwiser.train.grpo) and `stepwiser train-judge`, on the tiny random model (CPU)."""
+"""Judge GRPO on TRL (stepwiser.train.grpo), its config (stepwiser.train.judge_config) and `stepwiser train-judge`,
+on the tiny random model (CPU)."""
 from __future__ import annotations
 
 import json
@@ -6,22 +7,23 @@ import json
 import pytest
 
 from stepwiser.cli import main
+from stepwiser.data.judge_examples import load_judge_examples, shuffled_labels
 from stepwiser.errors import ConfigMismatchError, StepwiserError
+from stepwiser.io.records import JudgeExample, write_jsonl
 from stepwiser.judges.base import JUDGE_META, JudgeItem
 from stepwiser.judges.prompts import judge_messages
-from stepwiser.io.records import JudgeExample, write_jsonl
 from stepwiser.train.grpo import (
     JudgeReward,
-    JudgeTrainConfig,
     grpo_args,
     grpo_rows,
     is_bare_verdict,
-    load_judge_examples,
+    is_well_formed,
+    judge_reward,
     nocot_reward,
-    shuffled_labels,
     train_grpo,
     verdict_reward,
 )
+from stepwiser.train.judge_config import JudgeTrainConfig
 from stepwiser.train.judge_metrics import (
     metrics_record,
     plot_metrics,
@@ -88,6 +90,42 @@ def test_reward_table(text, label, cot, nocot):
     assert nocot_reward(text, label, penalty=-0.5) == (-0.5 if nocot == -1.0 else nocot)
 
 
+@pytest.mark.parametrize("text,label,truncated,cot,nocot", [
+    ("The step is right. \\boxed{Positive}", 1, False, 1.0, -1.0),      # right verdict
+    ("The step is right. \\boxed{Positive}", 0, False, 0.0, -1.0),      # wrong verdict
+    ("\\boxed{Negative}", 0, False, 1.0, 1.0),
+    ("\\boxed{Negative}", 1, False, 0.0, 0.0),
+    ("\\boxed{Negative}\n", 0, False, 1.0, 1.0),                         # whitespace after the box
+    ("The step is right.", 1, False, -1.0, -1.0),                          # unparsed
+    ("\\boxed{Maybe}", 1, False, -1.0, -1.0),
+    ("\\boxed{Positive} \\boxed{Negative}", 0, False, -1.0, -1.0),     # two boxes
+    ("x \\boxed{Positive} so \\boxed{Positive}", 1, False, -1.0, -1.0),
+    ("\\boxed{Negative \\boxed{Negative}", 0, False, -1.0, -1.0),      # the drift seen at micro scale
+    ("Fine. \\boxed{Positive}.", 1, False, -1.0, -1.0),                  # trailing text
+    ("\\boxed{Positive} because 2 + 2 = 4", 1, False, -1.0, -1.0),
+    ("Fine. \\boxed{Positive}", 1, True, -1.0, -1.0),                    # cut at max_completion_length
+    ("\\boxed{Positive}", 1, True, -1.0, -1.0),
+])
+def test_judge_reward_with_format_term(text, label, truncated, cot, nocot):
+    assert judge_reward(text, label, cot=True, truncated=truncated) == cot
+    assert judge_reward(text, label, cot=False, truncated=truncated) == nocot
+    assert judge_reward(text, label, cot=True, penalty=-0.5, truncated=truncated) == (-0.5 if cot == -1.0 else cot)
+    assert is_well_formed(text, True, truncated) == (cot != -1.0)
+
+
+def test_reward_function_penalises_completions_cut_without_eos():
+    logged = {}
+    reward = JudgeReward(cot=True, format_penalty=-1.0, eos_token_ids=[7])
+    comps = ["ok \\boxed{Positive}", "ok \\boxed{Positive}", "ok \\boxed{Negative}", "ok \\boxed{Negative}"]
+    ids = [[3, 4, 7], [3, 4, 5], [3, 4, 7], []]   # ended, cut, ended, empty
+    out = reward(prompts=[None] * 4, completions=comps, label=[1, 1, 1, 0], completion_ids=ids,
+                 log_metric=lambda k, v: logged.setdefault(k, []).append(v))
+    assert out == [1.0, -1.0, 0.0, -1.0]
+    assert logged["judge/format_failure"] == [0.0, 1.0, 0.0, 1.0]
+    assert JudgeReward(cot=True)(prompts=[None], completions=["\\boxed{Positive}"], label=[1],
+                                 completion_ids=[[3]]) == [1.0]   # no EOS ids known: not judged truncated
+
+
 def test_bare_verdict():
     assert is_bare_verdict("\\boxed{Positive}") and is_bare_verdict(" \\boxed{NEGATIVE} ")
     assert not is_bare_verdict("So \\boxed{Positive}") and not is_bare_verdict("\\boxed{Positive}.")
@@ -103,13 +141,13 @@ def test_reward_function_logs_accuracy_recall_and_unparsed():
              ("\\boxed{Positive}", "x \\boxed{Negative}", "nothing", "\\boxed{Negative}")]
     labels = [1, 1, 0, 0]
     rewards = JudgeReward(cot=True)(prompts=[None] * 4, completions=comps, label=labels, log_metric=log_metric)
-    assert rewards == [1.0, 0.0, 0.0, 1.0]
+    assert rewards == [1.0, 0.0, -1.0, 1.0]
     assert logged["judge/accuracy"] == [1.0, 0.0, 0.0, 1.0]
     assert logged["judge/unparsed"] == [0.0, 0.0, 1.0, 0.0]
     assert logged["judge/recall_positive"] == [1.0, 0.0] and logged["judge/recall_negative"] == [0.0, 1.0]
     nocot = JudgeReward(cot=False)(prompts=[None] * 4, completions=comps, label=labels, log_metric=log_metric)
     assert nocot == [1.0, -1.0, -1.0, 1.0]
-    assert logged["judge/format_error"] == [0.0, 1.0, 1.0, 0.0]
+    assert logged["judge/format_failure"] == [0.0, 0.0, 1.0, 0.0] + [0.0, 1.0, 1.0, 0.0]
 
 
 # --------------------------------------------------------------------------- config and data
@@ -128,9 +166,9 @@ def test_grpo_args_follow_the_paper_and_our_conventions(tmp_path):
 
 
 @pytest.mark.parametrize("kw,msg", [
-    ({"method": "ppo"}, "unknown method"), ({"loss_type": "x"}, "unknown loss_type"),
+    ({"method": "ppo"}, "method must be one of grpo, grpo-nocot"), ({"loss_type": "x"}, "loss_type must be one of"),
     ({"num_generations": 1}, "at least 2"), ({"lr": 0}, "positive"),
-    ({"vllm_mode": "remote"}, "unknown vllm_mode"), ({"use_vllm": True, "vllm_mode": "server"}, "base_url"),
+    ({"vllm_mode": "remote"}, "vllm_mode must be one of"), ({"use_vllm": True, "vllm_mode": "server"}, "base_url"),
     ({"method": "grpo", "cot": False}, "only the warmup method"),
 ])
 def test_config_validation(kw, msg):
@@ -146,7 +184,7 @@ def test_recipes_build_configs_with_several_optimiser_steps_per_generation(name)
 
     recipe = Path(__file__).resolve().parents[1] / "recipes" / f"judge-grpo-{name}.yaml"
     cfg = config_from(JudgeTrainConfig, recipe, "train_judge", {"lr": 3e-6} if name == "micro" else {})
-    assert cfg.method == "grpo" and cfg.steps_per_generation == 4 * cfg.grad_accum
+    assert cfg.method == "grpo" and cfg.trl_steps_per_generation == 4 * cfg.grad_accum
     assert (cfg.epsilon, cfg.epsilon_high, cfg.beta, cfg.loss_type) == (0.2, 0.28, 0.0, "dapo")
     assert cfg.learning_rate == (3e-6 if name == "micro" else 1e-6)
     if name != "micro":   # the paper's batch: 1024 completions (256 prompts x 4) per optimiser step on 8 GPUs
@@ -221,7 +259,7 @@ def test_cli_grpo_run_logs_every_metric_and_writes_a_judge(tiny_model_dir, tmp_p
 
     data, out = write_data(tmp_path), tmp_path / "run"
     rc = main(["train-judge", "--method", "grpo", "--data", str(data), "--model", str(tiny_model_dir), "-o", str(out),
-               "--lr", "1e-3", "--per-device-batch", "4", "--steps-per-generation", "2", "--max-steps", "3",
+               "--lr", "1e-3", "--per-device-batch", "4", "--optimizer-steps-per-generation", "2", "--max-steps", "3",
                "--max-completion-length", "8", "--save-steps", "2", "--eval-steps", "2"])
     assert rc == 0, capsys.readouterr().err
     final = out / "final"

@@ -1,4 +1,4 @@
-"""The judge's SFT methods (stepwiser.train.judge_sft): format warm-up, RFT, and warm-up before GRPO."""
+"""The judge's SFT methods (stepwiser.train.warmup, .rft, .judge_sft): format warm-up, RFT, and warm-up before GRPO."""
 from __future__ import annotations
 
 import json
@@ -7,26 +7,21 @@ import pytest
 from fakes import FakeEngine
 from test_train_grpo import judge_examples, write_data
 
+from stepwiser.core.verdict import parse_verdict
 from stepwiser.errors import StepwiserError
+from stepwiser.io.records import JudgeExample
 from stepwiser.judges.base import JUDGE_META, JudgeItem
 from stepwiser.judges.prompts import judge_messages
-from stepwiser.core.verdict import parse_verdict
-from stepwiser.io.records import JudgeExample
-from stepwiser.train.grpo import JudgeTrainConfig, is_bare_verdict
+from stepwiser.stages.train_judge import train_judge
+from stepwiser.train.grpo import is_bare_verdict
+from stepwiser.train.judge_config import JudgeTrainConfig
 from stepwiser.train.judge_metrics import read_metrics
-from stepwiser.train.judge_sft import (
-    rft_conversations,
-    rft_sample,
-    train_judge,
-    train_rft,
-    warmup_completion,
-    warmup_conversations,
-    warmup_verdict,
-)
+from stepwiser.train.rft import rft_conversations, rft_sample, train_rft
+from stepwiser.train.warmup import warmup_completion, warmup_conversations, warmup_verdict
 
 
 def sft_cfg(model, out, data, **kw):
-    base = {"model": str(model), "out": str(out), "data": str(data), "lr": 1e-3, "warmup_lr": 1e-3,
+    base = {"model": str(model), "out": str(out), "data": str(data), "lr": 1e-3, "format_warmup_lr": 1e-3,
             "max_steps": 1, "per_device_batch": 2, "global_batch": 2, "max_length": 512, "save_steps": 100,
             "max_completion_length": 8, "optimizer_steps_per_generation": 1, "num_generations": 2}
     return JudgeTrainConfig(**{**base, **kw})
@@ -63,7 +58,7 @@ def test_warmup_completions_have_the_judge_format():
 
 def test_warmup_then_grpo_chains_the_models(tiny_model_dir, tmp_path):
     data = write_data(tmp_path)
-    cfg = sft_cfg(tiny_model_dir, tmp_path / "run", data, method="grpo-nocot", warmup_steps=1)
+    cfg = sft_cfg(tiny_model_dir, tmp_path / "run", data, method="grpo-nocot", format_warmup_steps=1)
     final = train_judge(cfg, show=False)
     warm = tmp_path / "run" / "warmup" / "final"
     assert json.loads((warm / JUDGE_META).read_text())["method"] == "warmup"
@@ -72,12 +67,12 @@ def test_warmup_then_grpo_chains_the_models(tiny_model_dir, tmp_path):
     assert meta["method"] == "grpo-nocot" and meta["cot"] is False and meta["warmup"] is True
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert manifest["config"]["init_model"] == str(warm)
-    assert {"format_error", "clip_high"} <= set().union(*read_metrics(cfg.out))
+    assert {"format_failure", "clip_high"} <= set().union(*read_metrics(cfg.out))
 
 
 def test_warmup_method_is_the_control(tiny_model_dir, tmp_path):
     data = write_data(tmp_path)
-    final = train_judge(sft_cfg(tiny_model_dir, tmp_path / "run", data, method="warmup", warmup_steps=1), show=False)
+    final = train_judge(sft_cfg(tiny_model_dir, tmp_path / "run", data, method="warmup", format_warmup_steps=1), show=False)
     meta = json.loads((final / JUDGE_META).read_text())
     assert meta == {**meta, "kind": "generative", "method": "warmup", "cot": True, "label_agnostic": True}
     rows = [json.loads(x) for x in (tmp_path / "run" / "warmup_data.jsonl").read_text().splitlines()]

@@ -64,7 +64,7 @@ def test_grad_accum_is_derived_from_the_global_batch():
 
 @pytest.mark.parametrize("kw, msg", [
     ({"lr": 0}, "lr=0"), ({"epochs": -1}, "epochs"), ({"per_device_batch": 0}, "per_device_batch"),
-    ({"scheduler": "cosinus"}, "allowed: linear, cosine"), ({"warmup_ratio": 1.5}, "warmup_ratio"),
+    ({"scheduler": "cosinus"}, "scheduler must be one of linear, cosine"), ({"warmup_ratio": 1.5}, "warmup_ratio"),
     ({"lora_dropout": 1.0}, "lora_dropout"), ({"max_length": 8}, "max_length"),
     ({"global_batch": None}, "give global_batch"), ({"max_steps": 0}, "max_steps"),
 ])

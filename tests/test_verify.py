@@ -39,6 +39,14 @@ EQUIVALENT = [
     ("5\\text{ cm}", "5"),
     ("[1,2)", "[1, 2)"),
     ("0.3333333", "\\frac{1}{3}"),  # math-verify compares numbers rounded to 6 digits
+    ("\\infty", "oo"),  # math-verify alone reads oo as o*o
+    ("-\\infty", "-oo"),
+    ("+\\infty", "\\infty"),
+    ("(0, \\infty)", "(0,oo)"),
+    ("(-\\infty, 2]", "(-oo, 2]"),
+    ("\\infty", "\\text{infinity}"),
+    ("\\infty", "∞"),
+    ("\\infty", "infinity"),
 ]
 
 NOT_EQUIVALENT = [
@@ -55,6 +63,12 @@ NOT_EQUIVALENT = [
     ("2.5", "2.4"),
     ("-3", "3"),
     ("\\pi", "3"),
+    ("\\infty", "-oo"),
+    ("oo", "5"),
+    ("\\infty", "0"),
+    ("(0,oo)", "(0,1)"),
+    ("x+oo", "x"),
+    ("\\text{too}", "\\infty"),
 ]
 
 
@@ -291,7 +305,7 @@ def _cmdline(pid: int) -> str:
 
 def test_interpreter_exit_stops_the_workers():
     code = (
-        "from stepwiser import verify, verify_pool\n"
+        "from stepwiser.core import verify, verify_pool\n"
         "r = verify.check(r'\\boxed{10^{10^{10}}}', '1', timeout=0.5, fast=False)\n"
         "ok = verify.check(r'\\boxed{\\frac{1}{2}}', '0.5', fast=False)\n"
         "print(r.status, ok.status, *[w.proc.pid for w in verify_pool._POOL._workers])\n"

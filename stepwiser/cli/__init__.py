@@ -20,6 +20,7 @@ from stepwiser import __version__
 SUBCOMMANDS = {
     "quickstart": "quickstart",
     "data": "data",
+    "init-model": "init_model",
     "sample": "sample",
     "segment": "segment",
     "train-policy": "train_policy",
@@ -31,6 +32,7 @@ SUBCOMMANDS = {
     "report": "report",
     "search": "search",
     "select": "select",
+    "serve": "serve",
     "run": "run",
     "view": "view",
 }

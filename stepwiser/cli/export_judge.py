@@ -4,14 +4,14 @@ from __future__ import annotations
 import click
 
 from stepwiser.cli.common import overwrite_option
+from stepwiser.cli.options import config_options
+from stepwiser.stages.export_judge import ExportJudgeConfig
 
 
 @click.command("export-judge")
-@click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
-@click.option("-o", "--out", required=True, type=click.Path(file_okay=False),
-              help="Parent folder: each checkpoint is written to OUT/checkpoint-N.")
+@config_options(ExportJudgeConfig, section="export_judge", arguments=("sources",))
 @overwrite_option
-def command(sources, out, overwrite):
+def command(cfg, overwrite):
     """Make judge folders of `train-judge` checkpoints (a run folder = all of its checkpoints).
 
     Each OUT/checkpoint-N is a plain HF model with its tokenizer and stepwiser_judge.json (the run's, plus
@@ -27,10 +27,10 @@ def command(sources, out, overwrite):
 
     from stepwiser.stages.export_judge import checkpoints_of, export_checkpoint
 
-    checkpoints = [c for s in sources for c in checkpoints_of(s)]
+    checkpoints = [c for s in cfg.sources for c in checkpoints_of(s)]
     names = [c.name for c in checkpoints]
     clash = sorted({n for n in names if names.count(n) > 1})
     if clash:
         raise click.UsageError(f"two sources have {', '.join(clash)}: export them to different --out folders")
     for c in checkpoints:
-        click.echo(str(export_checkpoint(c, Path(out) / c.name, overwrite=overwrite)))
+        click.echo(str(export_checkpoint(c, Path(cfg.out) / c.name, overwrite=overwrite)))

@@ -23,7 +23,7 @@ def command(cfg, engine_opts, overwrite):
     from stepwiser.io.summary import print_summary
     from stepwiser.stages.sample import run_sample
 
-    cfg = dataclasses.replace(cfg, engine=engine_opts["engine"])
+    cfg = dataclasses.replace(cfg, engine=engine_opts.engine)
     with LazyEngine(cfg.policy, engine_opts) as factory:
         summary = run_sample(cfg, factory, overwrite=overwrite)
     print_summary("sample", summary)

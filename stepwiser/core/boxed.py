@@ -16,6 +16,22 @@ _WRAP = re.compile(r"\\(?:" + "|".join(WRAPPERS) + r")\s*\{([^{}]*)\}")
 
 def last_boxed(text: str) -> str | None:
     """Content of the last closed ``\\boxed{...}`` / ``\\fbox{...}`` (balanced braces, linear time)."""
+    span = last_box_span(text)
+    if span is not None:
+        return text[span[0]:span[1]]
+    spaced = list(_BOX_SPACE.finditer(text))
+    return spaced[-1].group(1) if spaced else None
+
+
+def opens_after_last_box(text: str) -> bool:
+    """True when a ``\\boxed{`` opens after the last closed box (or none closes): an unclosed last box."""
+    span = last_box_span(text)
+    starts = [m.end() for m in _BOX_TOKENS.finditer(text) if m.group().startswith(("\\boxed", "\\fbox"))]
+    return bool(starts) and (span is None or starts[-1] > span[0])
+
+
+def last_box_span(text: str) -> tuple[int, int] | None:
+    """(start, end) of the content of the last closed box, or None."""
     stack: list[int] = []  # -1 for a plain group, else the content start of a box
     last: tuple[int, int] | None = None
     for m in _BOX_TOKENS.finditer(text):
@@ -31,10 +47,7 @@ def last_boxed(text: str) -> str | None:
                     last = (start, m.start())
         else:
             stack.append(m.end())
-    if last is not None:
-        return text[last[0]:last[1]]
-    spaced = list(_BOX_SPACE.finditer(text))
-    return spaced[-1].group(1) if spaced else None
+    return last
 
 
 def unwrap(content: str) -> str:

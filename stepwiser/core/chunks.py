@@ -41,6 +41,15 @@ def render_chunks(chunks: list[str], style: str = "tags") -> str:
     return "\n\n".join(chunks)
 
 
+def continuation_prefix(chunks: list[str], style: str = "tags") -> str:
+    """The text a policy continues after these accepted chunks: the chunks rendered, then the separator
+    before the next one ('' for no chunks), as the annotate stage's rollouts continue a prefix."""
+    _check_style(style)
+    if not chunks:
+        return ""
+    return render_chunks(chunks, style) + ("\n" if style == "tags" else "\n\n")
+
+
 def _scan(text: str) -> tuple[list[str], list[str]]:
     """Split tagged text into (chunks, outside pieces) following the module's rules."""
     chunks: list[str] = []

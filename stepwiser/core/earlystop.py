@@ -1,4 +1,4 @@
-"""Early stopping of Monte Carlo rollouts (STEPWISER.md section 4). Pure maths, no model calls.
+"""Early stopping of Monte Carlo rollouts (docs/METHOD.md 4.1). Pure maths, no model calls.
 
 State. A response with chunks 1..H has Q indices j = 0..H. Index j holds k_j successes after m_j of
 at most M_j rollouts (a `Tally`). Q_H is the response's own correctness, known exactly (a tally with
@@ -16,7 +16,7 @@ Modes (``StopConfig.mode``):
 - ``off``: every index gets all M rollouts.
 - ``exact``: labels identical to ``off`` on the same draws. Every label is monotone (increasing in
   Q_i, decreasing in Q_{i-1}), so label i is *decided* when it is the same at the corners
-  (lo_i, hi_{i-1}) and (hi_i, lo_{i-1}) (`decided`). As written in STEPWISER.md, index j may pause
+  (lo_i, hi_{i-1}) and (hi_i, lo_{i-1}) (`decided`). As written in docs/METHOD.md 4.1, index j may pause
   only when BOTH label j (pair j-1, j) and label j+1 (pair j, j+1) are decided for every requested
   label type (Q_0 only enters label 1; ``StopConfig(refined=False)``). The default refines this:
   index j may pause when neither neighbouring label can change through j's remaining draws (a
@@ -30,7 +30,7 @@ Modes (``StopConfig.mode``):
   it, or when both neighbouring labels have a full-M value of posterior probability >= 1 - delta
   for every requested type and j has at least ``min_rollouts`` rollouts.
 - ``naive``: index j pauses when its OWN label j is decided (Q_0 when label 1 is). Wrong: kept only
-  to demonstrate the counter-example of STEPWISER.md section 4 in tests. An undecided label falls
+  to demonstrate the counter-example of docs/METHOD.md 4.1 in tests. An undecided label falls
   back to the point estimates k/m.
 
 Design of ``confident`` (why it is a valid sequential test, and what it assumes). The target is the
@@ -189,7 +189,7 @@ def exact_needs(k: list[int], m: list[int], M: int | list[int], labels=LABEL_TYP
                 params: LabelParams = DEFAULT_PARAMS, refined: bool = True) -> list[bool]:
     """For j = 0..H: does Q_j still need rollouts in ``exact`` mode?
 
-    ``refined=False``: the rule of STEPWISER.md section 4 as written: Q_j may pause only when labels
+    ``refined=False``: the rule of docs/METHOD.md 4.1 as written: Q_j may pause only when labels
     j and j+1 are both decided (corner rule). ``refined=True`` (used by `EarlyStopper`): Q_j may
     pause when neither label j nor label j+1 can change through Q_j's remaining draws, whatever the
     other indices' draws are. A decided label cannot change at all, so this pauses at least as early;
@@ -323,17 +323,24 @@ class EarlyStopper:
     With a shared Q_0 in ``confident`` mode, a stopper that was done can need rollouts again after
     Q_0 moves: read labels when every stopper of the problem is done in the same round.
     `prior` (``confident`` only): one `GridPrior` for every index (default uniform) or one per index 0..H.
+    `shared`: for Q indices 1..H-1, a `Tally` shared with other stoppers (or None for a private one): responses
+    of one problem whose first j chunks are identical have the same Q_j (the same rollout distribution), so
+    one tally serves all of them, fed as Q_0 is (the max of their needs per round, recorded once).
     """
 
     def __init__(self, num_chunks: int, M: int, correct: bool, labels=LABEL_TYPES,
                  params: LabelParams = DEFAULT_PARAMS, config: StopConfig = DEFAULT_STOP, *,
-                 q0: Tally | None = None, prior: GridPrior | list | None = None) -> None:
+                 q0: Tally | None = None, prior: GridPrior | list | None = None,
+                 shared: list[Tally | None] | None = None) -> None:
         if not isinstance(num_chunks, int) or num_chunks < 1:
             raise ValueError(f"a response needs at least one chunk, got {num_chunks!r}")
         self.label_types = _check_labels(labels)
         self.params, self.config = params, config
         self.prior = prior if prior is not None else GridPrior.uniform()
-        self.tallies = ([q0 if q0 is not None else Tally(M)] + [Tally(M) for _ in range(num_chunks - 1)]
+        shared = list(shared) if shared is not None else [None] * (num_chunks - 1)
+        if len(shared) != num_chunks - 1 or any(s is not None and s.M != M for s in shared):
+            raise ValueError(f"shared: one Tally(M={M}) or None per Q index 1..{num_chunks - 1}")
+        self.tallies = ([q0 if q0 is not None else Tally(M)] + [s if s is not None else Tally(M) for s in shared]
                         + [Tally(1, int(bool(correct)), 1)])
         self._cache: tuple = (None, None)
 

@@ -1,4 +1,4 @@
-"""Monte Carlo labels from Q-values (contract C3, STEPWISER.md section 2.2). Pure functions.
+"""Monte Carlo labels from Q-values (contract C3, docs/METHOD.md 2.2). Pure functions.
 
 ``q = [Q_0, Q_1, ..., Q_H]``: Q_0 is the problem's success rate before any chunk, Q_i the success
 rate of rollouts continuing after chunk i (Q_H = the response's own correctness). Chunk i (1..H)

@@ -1,4 +1,4 @@
-"""ProcessBench scores (STEPWISER.md 2.4, contract C4): pure functions, percentages.
+"""ProcessBench scores (docs/METHOD.md 2.4, contract C4): pure functions, percentages.
 
 Per subset: ``error_acc`` = share of items with label != -1 whose prediction is exactly the label,
 ``correct_acc`` = share of items with label == -1 predicted -1, ``f1`` = 2ab / (a + b) (0 when

@@ -11,8 +11,9 @@
    check returns ``"timeout"``. Checks work from any thread, from daemonic ``multiprocessing``
    workers and after a fork; the pool starts on first use (or `start()`), stops at exit (or
    `shutdown()`).
-An extracted answer longer than `MAX_ANSWER_CHARS` that is not identical to the reference is
-``"incorrect"`` without calling math-verify. Statuses: correct, incorrect, unparsed (no final answer,
+Both sides spell infinity as ``\\infty`` before comparing (``oo``, ``∞``, ``infinity``, ``inf``:
+math-verify alone reads ``oo`` as o*o). An extracted answer longer than `MAX_ANSWER_CHARS` that is
+not identical to the reference is ``"incorrect"`` without calling math-verify. Statuses: correct, incorrect, unparsed (no final answer,
 or math-verify cannot parse it), timeout, error (empty or unparseable reference; a worker that died
 twice on one input).
 """
@@ -130,8 +131,19 @@ def _fast_status(answer: str, reference: str) -> str | None:
     return None
 
 
-def _prepare(response, reference, fast: bool) -> VerifyResult | tuple[str, str]:
-    """A finished result, or the (answer, reference answer) pair that needs math-verify."""
+# ``oo`` (sympy), ``∞``, ``infinity``, ``inf``: math-verify reads ``oo`` as o*o and so judged
+# ``\infty`` vs ``oo`` wrong; every spelling of infinity is compared as ``\infty``.
+_INFINITY = re.compile(r"\\(?:text|mathrm)\{\s*(?:oo|infinity|inf|∞)\s*\}"
+                       r"|(?<![A-Za-z\\])(?:oo|infinity|inf)(?![A-Za-z])|∞", re.IGNORECASE)
+
+
+def _canonical_infinity(s: str) -> str:
+    return _INFINITY.sub(lambda m: "\\infty", s)
+
+
+def _prepare(response, reference, fast: bool) -> VerifyResult | tuple[str, str, str]:
+    """A finished result, or the (answer, answer to compare, reference to compare) that need
+    math-verify (the compared forms spell infinity as ``\\infty``)."""
     if not isinstance(response, str) or not isinstance(reference, str):
         raise TypeError(f"check expects str response and reference, got {type(response).__name__} and "
                         f"{type(reference).__name__}")
@@ -144,12 +156,13 @@ def _prepare(response, reference, fast: bool) -> VerifyResult | tuple[str, str]:
     answer = extract_answer(response)
     if answer is None:
         return VerifyResult("unparsed", None, "no final answer found")
-    status = _fast_status(answer, ref) if fast else None
+    cmp_answer, cmp_ref = _canonical_infinity(answer), _canonical_infinity(ref)
+    status = _fast_status(cmp_answer, cmp_ref) if fast else None
     if status is not None:
         return VerifyResult(status, answer, "fast path")
     if len(answer) > MAX_ANSWER_CHARS:
         return VerifyResult("incorrect", answer, f"answer longer than {MAX_ANSWER_CHARS} characters")
-    return answer, ref
+    return answer, cmp_answer, cmp_ref
 
 
 # --------------------------------------------------------------------------- public API
@@ -171,8 +184,8 @@ def check(response: str, reference: str, timeout: float = 5.0, *, fast: bool = T
     prepared = _prepare(response, reference, fast)
     if isinstance(prepared, VerifyResult):
         return prepared
-    answer, ref = prepared
-    status, detail = get_pool().run(answer, ref, timeout)
+    answer, cmp_answer, cmp_ref = prepared
+    status, detail = get_pool().run(cmp_answer, cmp_ref, timeout)
     return VerifyResult(status, answer, detail)
 
 
@@ -187,7 +200,7 @@ def check_batch(pairs, timeout: float = 5.0, workers: int | None = None, *, fast
 
     _check_args(timeout, workers)
     results: list[VerifyResult | None] = []
-    todo: list[tuple[int, str, str]] = []
+    todo: list[tuple[int, str, str, str]] = []
     for i, (response, reference) in enumerate(pairs):
         prepared = _prepare(response, reference, fast)
         results.append(prepared if isinstance(prepared, VerifyResult) else None)
@@ -199,9 +212,9 @@ def check_batch(pairs, timeout: float = 5.0, workers: int | None = None, *, fast
         pool = get_pool(workers)
         with tqdm(total=len(todo), desc="verify", unit="check", disable=not progress) as bar:
 
-            def one(item: tuple[int, str, str]) -> None:
-                i, answer, ref = item
-                status, detail = pool.run(answer, ref, timeout)
+            def one(item: tuple[int, str, str, str]) -> None:
+                i, answer, cmp_answer, cmp_ref = item
+                status, detail = pool.run(cmp_answer, cmp_ref, timeout)
                 results[i] = VerifyResult(status, answer, detail)
                 bar.update(1)
 

@@ -7,7 +7,9 @@ FILE: JSONL (or a JSON list), one object per item with ``id`` and ``prediction``
 - an id that is not in the data, a duplicate, a malformed line or a prediction outside the item's
   range: an error naming the file (and line), nothing is written;
 - an id of the data that is not evaluated in this run (another subset, beyond --limit): ignored;
-- an evaluated item without a prediction: reported (`missing` in summary.json) and scored as wrong.
+- an evaluated item without a prediction: an error naming the ids, unless `allow_missing`
+  (``--allow-missing``): then it is scored as wrong, reported (`missing` per subset) and the summary
+  is marked ``"partial": true``; with no prediction for any evaluated item it is an error either way.
 """
 from __future__ import annotations
 
@@ -52,9 +54,10 @@ def _key(row, where: str, index: dict[str, list[str]]) -> tuple[str, str] | str:
     return (subsets[0], pid) if subsets else pid
 
 
-def read_predictions(path: str, known: dict[str, list[BenchItem]], evaluated: dict[str, list[BenchItem]]
-                     ) -> Predictions:
-    """Read and check FILE against the data (`known`: every subset, no limit) and the evaluated items."""
+def read_predictions(path: str, known: dict[str, list[BenchItem]], evaluated: dict[str, list[BenchItem]],
+                     allow_missing: bool = False) -> Predictions:
+    """Read and check FILE against the data (`known`: every subset, no limit) and the evaluated items
+    (each needs a prediction unless `allow_missing`)."""
     from stepwiser.data.datasets import iter_rows
 
     index: dict[str, list[str]] = {}
@@ -85,7 +88,21 @@ def read_predictions(path: str, known: dict[str, list[BenchItem]], evaluated: di
         raise StepwiserError(f"{path}: {len(extra)} prediction id(s) not in the data: {_listing(extra)}")
     if not seen:
         raise StepwiserError(f"{path}: no predictions in this file")
+    _check_missing(out, evaluated, allow_missing)
     return out
+
+
+def _check_missing(preds: Predictions, evaluated: dict[str, list[BenchItem]], allow_missing: bool) -> None:
+    gaps = missing_ids(preds, evaluated)
+    n = sum(map(len, gaps.values()))
+    total = sum(map(len, evaluated.values()))
+    where = "; ".join(f"{name}: {_listing(ids, 5)}" for name, ids in gaps.items())
+    if n == total:
+        raise StepwiserError(f"{preds.path}: no prediction for any of the {total} evaluated items ({where}); "
+                             "is it the predictions file of this data (and these --subsets)?")
+    if n and not allow_missing:
+        raise StepwiserError(f"{preds.path}: {n} of the {total} evaluated items have no prediction ({where}); "
+                             "give --allow-missing to score them as wrong (the summary is then marked partial)")
 
 
 def missing_ids(preds: Predictions, evaluated: dict[str, list[BenchItem]]) -> dict[str, list[str]]:

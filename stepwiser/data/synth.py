@@ -1,4 +1,4 @@
-"""The micro arithmetic domain (STEPWISER.md section 5) and a synthetic ProcessBench.
+"""The micro arithmetic domain (docs/METHOD.md section 5) and a synthetic ProcessBench.
 
 Problems are short word problems built from the scenario templates in `synth_scenarios`: 3 to 6
 operations on positive integers (every intermediate value >= 2, every division exact), a reference

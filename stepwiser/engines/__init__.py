@@ -5,9 +5,10 @@ without vLLM or a server.
 """
 from __future__ import annotations
 
-from stepwiser.engines.base import Completion, Engine, EngineError, Request, SamplingParams
+from collections.abc import Mapping
 
-ENGINES = ("hf", "vllm", "openai")
+from stepwiser.engines.base import Completion, Engine, EngineError, Request, SamplingParams
+from stepwiser.engines.options import ENGINES, EngineOptions
 
 
 def make_engine(engine: str, model: str, **options) -> Engine:
@@ -30,29 +31,22 @@ def as_engine(engine_or_factory) -> Engine:
     return engine_or_factory if isinstance(engine_or_factory, Engine) else engine_or_factory()
 
 
-def engine_kwargs(opts: dict) -> dict:
+def engine_kwargs(opts: EngineOptions | Mapping | None) -> dict:
     """The keyword arguments of `make_engine` for the chosen backend (others are dropped); `opts` holds
-    the engine options of the command line (`engine`, `batch_size`, `base_url`, ...)."""
-    e = opts["engine"]
-    if e == "hf":
-        return {k: opts[k] for k in ("batch_size", "device", "dtype") if opts.get(k) is not None}
-    if e == "vllm":
-        return {k: opts[k] for k in ("tensor_parallel_size", "data_parallel_size", "gpu_memory_utilization",
-                                      "enforce_eager")}
-    if not opts.get("base_url"):
-        raise EngineError("--engine openai needs --base-url URL[,URL...]")
-    return {"base_url": opts["base_url"], "tokenizer": opts.get("tokenizer"), "concurrency": opts["concurrency"]}
+    the engine options of the command line (EngineOptions, or a mapping of some of its fields)."""
+    return EngineOptions.of(opts).kwargs()
 
 
-def build_engine(model: str, opts: dict):
-    return make_engine(opts["engine"], model, **engine_kwargs(opts))
+def build_engine(model: str, opts: EngineOptions | Mapping | None) -> Engine:
+    opts = EngineOptions.of(opts)
+    return make_engine(opts.engine, model, **opts.kwargs())
 
 
 class LazyEngine:
     """A context manager giving a zero-argument engine factory: the model is loaded only if the stage
     has work to do, after its inputs were validated; closed on exit."""
 
-    def __init__(self, model: str, opts: dict):
+    def __init__(self, model: str, opts: EngineOptions | Mapping | None):
         self.model, self.opts, self.engine = model, opts, None
 
     def __call__(self):
@@ -68,4 +62,4 @@ class LazyEngine:
             self.engine.close()
 
 
-__all__ = ["build_engine", "engine_kwargs", "LazyEngine", "as_engine", "Completion", "Engine", "EngineError", "Request", "SamplingParams", "ENGINES", "make_engine"]
+__all__ = ["build_engine", "engine_kwargs", "LazyEngine", "as_engine", "Completion", "Engine", "EngineError", "Request", "SamplingParams", "ENGINES", "EngineOptions", "make_engine"]

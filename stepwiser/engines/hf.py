@@ -88,6 +88,18 @@ def sample_tokens(logits, temperature: float, top_p: float, u):
     return order.gather(-1, inverse_cdf(sorted_probs, u)[:, None])[:, 0]
 
 
+def cache_argument(model) -> str:
+    """The forward keyword of `model` for its KV cache: ``cache`` in recent transformers (which warn
+    that ``past_key_values`` is deprecated), ``past_key_values`` before."""
+    import inspect
+
+    try:
+        params = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return "past_key_values"
+    return "cache" if "cache" in params else "past_key_values"
+
+
 def plan_batches(lengths: list[int], groups: list[list[int]], batch_size: int) -> list[list[tuple[int, list[int]]]]:
     """Pack the sequences of each distinct prompt (`groups[p]`, prompt p of `lengths[p]` tokens) into
     batches of at most `batch_size` sequences, longest prompts first; a batch is a list of
@@ -153,10 +165,19 @@ class HFEngine(Engine):
                                                   add_generation_prompt=add_generation_prompt)
 
     def encode(self, requests: list[Request]) -> list[list[int]]:
-        """The prompt token ids of each request (the text is used verbatim: no BOS is added)."""
+        """The prompt token ids of each request (the text is used verbatim: no BOS is added). A micro
+        model's prompts are checked first: pieces outside its vocabulary raise, naming them."""
+        from stepwiser.models.micro import CoverageError, check_coverage
+
+        texts = [self.prompt_text(request) for request in requests]
+        try:
+            check_coverage(self.tokenizer, texts, what=f"prompts for the micro model {self.model!r}",
+                           names=[f"request {i}" for i in range(len(texts))])
+        except CoverageError as e:
+            raise EngineError(str(e)) from None
         ids = []
-        for i, request in enumerate(requests):
-            tokens = self.tokenizer(self.prompt_text(request), add_special_tokens=False)["input_ids"]
+        for i, text in enumerate(texts):
+            tokens = self.tokenizer(text, add_special_tokens=False)["input_ids"]
             if not tokens:
                 raise EngineError(f"request {i} has an empty prompt")
             if len(tokens) >= self.max_model_len:
@@ -242,8 +263,9 @@ class HFEngine(Engine):
         mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=self.device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache(config=self.hf_model.config)
+        kv = {cache_argument(self.hf_model): cache}
         logits = self.hf_model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
-                               past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
+                               **kv, use_cache=True, logits_to_keep=1).logits[:, -1]
         self.stats["batches"] += 1
         self.stats["prefill_tokens"] += sum(len(p) for p in prompts)
         counts = torch.tensor([len(g) for g in groups], device=self.device)
@@ -267,7 +289,7 @@ class HFEngine(Engine):
                 tokens, mask, next_pos, uniforms = tokens[rows], mask[rows], next_pos[rows], uniforms[rows]
             mask = torch.cat([mask, mask.new_ones(len(active), 1)], dim=-1)
             logits = self.hf_model(input_ids=tokens[:, None], attention_mask=mask, position_ids=next_pos[:, None],
-                                   past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
+                                   **kv, use_cache=True, logits_to_keep=1).logits[:, -1]
             next_pos = next_pos + 1
         assert all(seq.finish for seq in active), "a sequence outlived its budget"
 

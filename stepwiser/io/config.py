@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,7 +25,9 @@ def load_yaml(path: str | Path) -> dict:
 
 
 def build_config(cls: type[T], values: dict[str, Any], where: str = "config") -> T:
-    """`cls(**values)` with a clear ValueError for unknown or missing keys."""
+    """`cls(**values)` with a clear ValueError for unknown or missing keys (deprecated key spellings are
+    renamed first, see `resolve_aliases`)."""
+    values = resolve_aliases(cls, values, where)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(fields))
     if unknown:
@@ -70,12 +73,15 @@ def asdict(cfg) -> dict:
 # --------------------------------------------------------------------------- declaring options
 
 def option(default: Any = dataclasses.MISSING, help: str = "", *, choices: tuple | None = None,
-           flag: str | None = None, short: str | None = None, cli: bool = True, path: str | None = None):
+           flag: str | None = None, short: str | None = None, cli: bool = True, path: str | None = None,
+           aliases: tuple[str, ...] = ()):
     """A config field that carries its command-line option: `help` text, allowed `choices`, an option
     name other than `--field-name` (`flag`), a one-letter alias (`short`, e.g. "-o"), `path` ("file",
-    "dir" or "any": the value must exist), and `cli=False` for fields set by code only.
-    Mutable defaults (lists, dicts) are copied per instance."""
-    meta = {"help": help, "choices": choices, "flag": flag, "short": short, "cli": cli, "path": path}
+    "dir" or "any": the value must exist), `cli=False` for fields set by code only, and `aliases`: old
+    names of the field (e.g. "warmup_steps"), still accepted as file keys and as `--warmup-steps` with a
+    deprecation warning (see `resolve_aliases`). Mutable defaults (lists, dicts) are copied per instance."""
+    meta = {"help": help, "choices": choices, "flag": flag, "short": short, "cli": cli, "path": path,
+            "aliases": tuple(aliases)}
     if isinstance(default, (list, dict, set)):
         return dataclasses.field(default_factory=lambda d=default: type(d)(d), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -104,3 +110,35 @@ def check_choices(cfg) -> None:
         if allowed and value is not None:
             for v in value if isinstance(value, (list, tuple)) else [value]:
                 check_choice(f.name, v, allowed)
+
+
+# --------------------------------------------------------------------------- deprecated names
+
+_WARNED: set[tuple[str, str]] = set()
+
+
+def field_aliases(cls) -> dict[str, str]:
+    """Deprecated name -> field name, for the fields of `cls` declared with `option(aliases=...)`."""
+    return {a: f.name for f in dataclasses.fields(cls) for a in f.metadata.get("aliases", ())}
+
+
+def warn_deprecated(old: str, new: str) -> None:
+    """A FutureWarning that `old` is now `new`, once per process and pair."""
+    if (old, new) not in _WARNED:
+        _WARNED.add((old, new))
+        warnings.warn(f"{old} is deprecated and will be removed in the next release; use {new}",
+                      FutureWarning, stacklevel=3)
+
+
+def resolve_aliases(cls, values: dict[str, Any], where: str = "config") -> dict[str, Any]:
+    """`values` with deprecated key spellings renamed to their field (a warning once per spelling);
+    giving both the old and the new name is a ValueError."""
+    aliases = field_aliases(cls)
+    out = dict(values)
+    for old, new in aliases.items():
+        if old in out:
+            if new in out:
+                raise ValueError(f"{where}: give {new} or its deprecated name {old}, not both")
+            warn_deprecated(old, new)
+            out[new] = out.pop(old)
+    return out

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stepwiser.errors import ConfigMismatchError, StepwiserError
+from stepwiser.errors import ConfigMismatchError, EmptyResultError, StepwiserError
 
 
 class RecordError(StepwiserError):
@@ -332,8 +332,11 @@ class RunManifest:
       - no manifest: a fresh run, the manifest is written (complete = false);
       - same config hash and same inputs: resume;
       - otherwise: ConfigMismatchError naming what differs, unless overwrite=True, in which case
-        the outputs listed in `outputs` and the manifest are removed first.
+        the outputs listed in `outputs` and the manifest are removed first; an output that holds no
+        records (a first run that failed before writing any, e.g. on a wrong model path) is replaced
+        without overwrite.
     `volatile` config keys (batch sizes, worker counts...) are recorded but not hashed.
+    `finish` marks the run complete; a run that produced no records is an EmptyResultError instead.
     """
 
     def __init__(self, path: Path, data: dict):
@@ -353,23 +356,13 @@ class RunManifest:
         chash = cls.config_hash(config, volatile)
         in_hashes = {str(p): file_hash(p) for p in inputs}
         if path.exists() and overwrite:
-            for o in [output, *outputs]:
-                _remove(Path(o))
-            path.unlink(missing_ok=True)
-        if path.exists():
-            old = json.loads(path.read_text(encoding="utf-8"))
-            problems = []
-            if old.get("stage") != stage:
-                problems.append(f"it was written by stage {old.get('stage')!r}")
-            if old.get("config_hash") != chash:
-                oc = old.get("config", {})
-                diff = sorted(k for k in set(oc) | set(config)
-                              if k not in volatile and oc.get(k) != config.get(k))
-                problems.append("config differs in: " + ", ".join(
-                    f"{k} ({oc.get(k)!r} -> {config.get(k)!r})" for k in diff[:6]))
-            if old.get("inputs", {}) != in_hashes:
-                changed = sorted(set(old.get("inputs", {}).items()) ^ set(in_hashes.items()))
-                problems.append("inputs changed: " + ", ".join(sorted({p for p, _ in changed})))
+            _remove_run(path, [output, *outputs])
+        old = json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+        problems = _differences(old, stage, config, chash, in_hashes, volatile) if old is not None else []
+        if problems and not holds_records([output, *outputs], path):
+            _remove_run(path, [output, *outputs])   # nothing of the other run to keep
+            old = None
+        if old is not None:
             if problems:
                 raise ConfigMismatchError(
                     f"{output} exists from a different run ({'; '.join(problems)}); "
@@ -400,11 +393,59 @@ class RunManifest:
     def save(self) -> None:
         write_json(self.path, self.data)
 
-    def finish(self, summary: dict | None = None) -> None:
+    def finish(self, summary: dict | None = None, records: int | None = None, cause: str = "") -> None:
+        """Mark the run complete. `records`: how many records the output holds; 0 raises
+        EmptyResultError (the run stays incomplete) naming `cause` (what emptied it)."""
+        if records == 0:
+            output = self.path.parent if self.path.name == "manifest.json" else self.path.with_name(
+                self.path.name.removesuffix(".manifest.json"))
+            raise EmptyResultError(f"{output}: the run produced no records{': ' + cause if cause else ''}; "
+                                   "nothing is marked complete")
         self.data["complete"] = True
         if summary is not None:
             self.data["summary"] = summary
         self.save()
+
+
+def _differences(old: dict, stage: str, config: dict, chash: str, in_hashes: dict, volatile: list) -> list[str]:
+    """What differs between a manifest on disk and this run (empty: the same run)."""
+    problems = []
+    if old.get("stage") != stage:
+        problems.append(f"it was written by stage {old.get('stage')!r}")
+    if old.get("config_hash") != chash:
+        oc = old.get("config", {})
+        diff = sorted(k for k in set(oc) | set(config) if k not in volatile and oc.get(k) != config.get(k))
+        problems.append("config differs in: " + ", ".join(
+            f"{k} ({oc.get(k)!r} -> {config.get(k)!r})" for k in diff[:6]))
+    if old.get("inputs", {}) != in_hashes:
+        changed = sorted(set(old.get("inputs", {}).items()) ^ set(in_hashes.items()))
+        problems.append("inputs changed: " + ", ".join(sorted({p for p, _ in changed})))
+    return problems
+
+
+def holds_records(paths: Iterable, manifest: Path | None = None) -> bool:
+    """True when any of `paths` (files or folders, searched recursively) holds a file with content
+    other than whitespace, the manifest aside."""
+    for p in map(Path, paths):
+        files = p.rglob("*") if p.is_dir() else [p]
+        for f in files:
+            if f.is_file() and f != manifest and f.stat().st_size and _has_content(f):
+                return True
+    return False
+
+
+def _has_content(f: Path) -> bool:
+    with open(f, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 16), b""):
+            if block.strip():
+                return True
+    return False
+
+
+def _remove_run(manifest: Path, outputs: list) -> None:
+    for o in outputs:
+        _remove(Path(o))
+    manifest.unlink(missing_ok=True)
 
 
 def _remove(p: Path) -> None:

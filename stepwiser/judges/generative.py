@@ -18,14 +18,26 @@ from stepwiser.io.records import request_seed
 from stepwiser.judges.base import JudgeItem, Judgment
 from stepwiser.judges.prompts import judge_messages
 
+
+def default_max_tokens(cot: bool) -> int:
+    """Most tokens per judgment when none is given: 1024 with an analysis, 32 for the bare verdict."""
+    return 1024 if cot else 32
+
+
 class GenerativeJudge:
     """A chat model that writes an analysis (cot=True) or a bare verdict, on any engine.
 
     The engine applies the judge model's chat template; a tokenizer without one raises EngineError
     naming the model (no fallback: a raw prompt would not be the prompt the judge was trained on)."""
 
-    def __init__(self, engine: Engine, cot: bool = True, max_tokens: int = 1024, seed: int = 0,
+    def __init__(self, engine: Engine, cot: bool = True, max_tokens: int | None = None, seed: int = 0,
                  temperature: float | None = None):
+        """`max_tokens`: most tokens per judgment; default 1024 with CoT, 32 for the bare verdict (the
+        lengths `train-judge` uses)."""
+        if max_tokens is None:
+            max_tokens = default_max_tokens(cot)
+        if max_tokens < 1:
+            raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
         self.engine, self.cot, self.max_tokens, self.seed = engine, cot, max_tokens, seed
         self.temperature = temperature
 
@@ -36,8 +48,7 @@ class GenerativeJudge:
         if not items:
             return []
         temp = self.temperature if self.temperature is not None else (0.0 if k == 1 else 1.0)
-        params = SamplingParams(n=k, temperature=temp, max_tokens=self.max_tokens if self.cot else 16,
-                                seed=self.seed)
+        params = SamplingParams(n=k, temperature=temp, max_tokens=self.max_tokens, seed=self.seed)
         reqs = [Request(messages=judge_messages(it, self.cot),
                         seed=request_seed(self.seed, it.problem, it.history, it.chunk)) for it in items]
         out = []

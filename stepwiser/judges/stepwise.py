@@ -1,4 +1,4 @@
-"""The stepwise protocol (STEPWISER.md 2.4, C4): judge an item's steps in order, history = previous steps.
+"""The stepwise protocol (docs/METHOD.md 2.4, C4): judge an item's steps in order, history = previous steps.
 
 The prediction is the index of the first step judged Negative, or -1 when every step is Positive. A
 step whose K verdicts are all unparsed makes the prediction null (wrong, counted as unparsed): the
@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
+from stepwiser.errors import StepwiserError
 from stepwiser.judges.base import JudgeItem, Judgment, StepJudge
 from stepwiser.data.bench import BenchItem
 
@@ -75,7 +76,9 @@ def run_stepwise(judge: StepJudge, items: Iterable[BenchItem], k: int = 1, all_s
         while queue and len(active) < window:
             active.append(_Walk(queue.popleft()))
         outs = judge.judge([w.request() for w in active], k)
-        assert len(outs) == len(active), "a judge must return one judgment per item"
+        if len(outs) != len(active):   # a judge of the user's (or its engine) broke the StepJudge contract
+            raise StepwiserError(f"the judge {type(judge).__name__} returned {len(outs)} judgments for "
+                                 f"{len(active)} items (one per item is required)")
         still = []
         for w, j in zip(active, outs):
             w.judgments.append(j)

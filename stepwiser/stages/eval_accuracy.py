@@ -15,22 +15,24 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from stepwiser.io.config import option
+from stepwiser.errors import StepwiserError
 from stepwiser.io.records import iter_jsonl, write_json, write_jsonl
 
 
 @dataclass
 class AccuracyConfig:
-    policy: str
-    problems: str
-    out: str                        # a folder
-    k: int = 1
-    temperature: float | None = None   # default: 0 (greedy) for k = 1, 1.0 for k > 1
-    top_p: float = 1.0
-    max_tokens: int = 1024
-    seed: int = 0
-    engine: str = "hf"
-    limit: int | None = None
-    batch_problems: int = 16
+    policy: str = option(help="Policy model: HF id, local dir, or smollm2-135m-instruct.")
+    problems: str = option(help="Problems JSONL.", path="file")
+    out: str = option(help="Output folder.", short="-o")
+    k: int = option(1, "Samples per problem (Avg@k).")
+    temperature: float | None = option(None, "Sampling temperature [default: 0 (greedy) for k = 1, 1.0 for k > 1].")
+    top_p: float = option(1.0, "Nucleus sampling top-p, in (0, 1].")
+    max_tokens: int = option(1024, "Most new tokens per response.")
+    seed: int = option(0, "Seed (per-request seeds are derived from it and the problem id).")
+    engine: str = option("hf", "Generation backend (set by --engine).", cli=False)
+    limit: int | None = option(None, "Only the first N problems.")
+    batch_problems: int = option(16, "Problems per engine call.")
 
     def __post_init__(self):
         if self.k < 1 or self.max_tokens < 1 or self.batch_problems < 1:
@@ -39,6 +41,10 @@ class AccuracyConfig:
             self.temperature = 0.0 if self.k == 1 else 1.0
         if self.temperature < 0:
             raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"limit must be >= 1, got {self.limit}")
 
 
 def accuracy_stats(per_problem: list[float]) -> dict:
@@ -63,7 +69,10 @@ def problem_records(samples_path: Path, k: int) -> list[dict]:
         correct = sum(bool(s["correct"]) for s in ss)
         out.append({"problem_id": pid, "k": len(ss), "correct": correct, "accuracy": correct / len(ss),
                     "unparsed": sum(s.get("answer_status") == "unparsed" for s in ss)})
-    assert all(r["k"] == k for r in out), "every problem has k samples after the sample stage"
+    wrong = [r for r in out if r["k"] != k]
+    if wrong:   # the sample stage writes k per problem: the file was changed by hand, or ids repeat
+        raise StepwiserError(f"{samples_path}: problem {wrong[0]['problem_id']!r} has {wrong[0]['k']} samples, "
+                             f"expected k = {k} ({len(wrong)} such problem(s)); rerun into a new --out")
     return out
 
 

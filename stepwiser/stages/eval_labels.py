@@ -28,31 +28,35 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from stepwiser.errors import StepwiserError
+from stepwiser.judges.load import JUDGE_KINDS
+from stepwiser.io.config import option
 from stepwiser.io.records import JsonlWriter, RunManifest, iter_jsonl, write_json
 from stepwiser.core.metrics import DEFAULT_RESAMPLES, percentile_interval, resample_indices
 
 STAGE = "eval-labels"
 OUTPUT = "judgments"
 RATES = ("balanced_accuracy", "recall_positive", "recall_negative", "accuracy")
-JUDGE_KINDS = ("auto", "generative", "discriminative")
 
 
 @dataclass
 class LabelsEvalConfig:
-    judge: str                      # trained judge folder or any chat model
-    data: str                       # a judge-data folder (-> <split>.jsonl) or a JSONL file of judge examples
-    out: str
-    split: str = "val"
-    maj: int = 1                    # samples per example: greedy for 1, temperature 1.0 above
-    max_tokens: int = 1024
-    threshold: float = 0.5          # discriminative judges: Negative when P(+) is below it
-    judge_kind: str = "auto"
-    cot: bool | None = None
-    limit: int | None = None        # the first N examples (file order)
-    bootstrap: int = DEFAULT_RESAMPLES
-    seed: int = 0
-    engine: str = "hf"
-    batch_items: int = 256          # examples per judging call
+    judge: str = option(help="Step judge: a trained judge folder or any chat model.")
+    data: str = option(help="A judge-data output folder (its <split>.jsonl) or a JSONL file of judge examples.",
+                       path="any")
+    out: str = option(help="Output folder.", short="-o")
+    split: str = option("val", "The split file read from a judge-data folder.")
+    maj: int = option(1, "Samples per example: greedy for 1, temperature 1.0 above; the majority decides "
+                         "(tie: Negative).")
+    max_tokens: int = option(1024, "Most tokens per judgment.")
+    threshold: float = option(0.5, "Discriminative judge: Negative when P(positive) is below it.")
+    judge_kind: str = option("auto", "Judge kind (auto: from the judge folder's stepwiser_judge.json).",
+                             choices=JUDGE_KINDS)
+    cot: bool | None = option(None, "Generative judge: with or without analysis (default: as trained).")
+    limit: int | None = option(None, "Only the first N examples (file order).")
+    bootstrap: int = option(DEFAULT_RESAMPLES, "Bootstrap resamples (of problems) for the 95% intervals (0: none).")
+    seed: int = option(0, "Seed of the sampling and of the bootstrap.")
+    engine: str = option("hf", "Generation backend (set by --engine).", cli=False)
+    batch_items: int = option(256, "Examples per judging call.")
 
     VOLATILE = ("batch_items",)
 
@@ -244,6 +248,23 @@ def run_labels(cfg: LabelsEvalConfig, judge=None, overwrite: bool = False, progr
     return summary
 
 
+def exact_scores(cfg: LabelsEvalConfig, examples: list, records: list[dict]) -> dict | None:
+    """The same verdicts scored against the oracle's exact labels (`exact_label`, micro domain: judge-data
+    adds it for problems with a reference trace), on the examples that have one; None when none has."""
+    pairs = [(e, r) for e, r in zip(examples, records) if e.extra.get("exact_label") is not None]
+    labels = [int(e.extra["exact_label"]) for e, _ in pairs]
+    if len(set(labels)) < 2:
+        return None
+    ids = [e.problem_id for e, _ in pairs]
+    out = label_scores(ids, labels, [r["verdict"] for _, r in pairs], cfg.bootstrap, cfg.seed)
+    scores = [0.5 if r["score"] is None else r["score"] for _, r in pairs]
+    out["auroc"] = round(auroc(labels, scores), 2)
+    out["auroc_ci"] = ([round(x, 2) for x in auroc_interval(ids, labels, scores, cfg.bootstrap, cfg.seed)]
+                       if cfg.bootstrap else None)
+    out["mc_agreement"] = round(sum(e.label == y for (e, _), y in zip(pairs, labels)) / len(pairs), 4)
+    return out
+
+
 def _summary(cfg: LabelsEvalConfig, path: Path, examples: list, out: Path, seconds: float) -> dict:
     recs = {str(r["key"]): r for _, r in iter_jsonl(out / f"{OUTPUT}.jsonl")}
     missing = [e.key for e in examples if e.key not in recs]
@@ -261,6 +282,9 @@ def _summary(cfg: LabelsEvalConfig, path: Path, examples: list, out: Path, secon
     summary["auroc_ci"] = ([round(x, 2) for x in auroc_interval([e.problem_id for e in examples], labels, scores,
                                                                  cfg.bootstrap, cfg.seed)] if cfg.bootstrap else None)
     summary["mean_completion_tokens"] = round(sum(r["completion_tokens"] for r in rs) / len(rs), 2)
+    exact = exact_scores(cfg, examples, rs)
+    if exact is not None:
+        summary["exact"] = exact
     summary["meta"] = {
         "judge": cfg.judge, "judge_kind": cfg.judge_kind, "maj": cfg.maj, "threshold": cfg.threshold, "cot": cfg.cot,
         "max_tokens": cfg.max_tokens, "engine": cfg.engine, "data": str(path), "limit": cfg.limit,

@@ -1,4 +1,4 @@
-"""Stage `eval processbench` (STEPWISER.md 2.4, contract C4): predictions for every item, then the scores.
+"""Stage `eval processbench` (docs/METHOD.md 2.4, contract C4): predictions for every item, then the scores.
 
 Modes (`ProcessBenchConfig.mode`): ``judge`` (the stepwise protocol, `stepwise.py`, any StepJudge),
 ``critic`` (a chat model shown the whole solution, `critic.py`), ``prm`` (a Qwen2.5-Math-PRM-style
@@ -21,46 +21,66 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from stepwiser.errors import StepwiserError
+from stepwiser.io.config import check_choices, option
 from stepwiser.io.records import JsonlWriter, RunManifest, iter_jsonl, refuse_stale_outputs, write_json
 from stepwiser.judges.base import resolve_lazy
 from stepwiser.data.bench import BenchItem, bench_files, load_bench, stratified_sample
 from stepwiser.core.metrics import DEFAULT_RESAMPLES, summarize
 from stepwiser.judges.reference import REFERENCES
+from stepwiser.judges.load import JUDGE_KINDS
 
 MODES = ("judge", "critic", "prm", "predictions", "reference")
 STAGE = "eval-processbench"
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ProcessBenchConfig:
-    mode: str
-    model: str                      # judge/critic/PRM model, predictions file, or reference judge name
-    data: str                       # folder of <subset>.json, one such file, or "hf"
-    out: str
-    subsets: tuple | None = None
-    limit: int | None = None        # first N items of each subset
-    sample: int | None = None       # N items of each subset drawn with `seed`, clean/erroneous stratified
-    maj: int = 1                    # verdict (or critic) samples per step (item): greedy for 1, T = 1.0 above
-    threshold: float = 0.5          # discriminative judges and PRMs: Negative below it
-    all_steps: bool = False         # judge mode: judge every step (the prediction is unchanged)
-    max_tokens: int = 1024
-    seed: int = 0
-    engine: str = "hf"
-    judge_kind: str = "auto"
-    cot: bool | None = None
-    prior: str | None = None        # position-prior reference: the dev split whose labels are drawn
-    bootstrap: int = DEFAULT_RESAMPLES
-    batch_items: int = 256          # items in flight (one judging call per round covers them all)
+    # the predictor: exactly one of the five (sets `mode` and `model`), or `mode` and `model` directly
+    judge: str | None = option(None, "Stepwise judge: a trained judge folder or any chat model.")
+    critic: str | None = option(None, "Any chat model as a whole-solution critic (ProcessBench protocol).")
+    prm: str | None = option(None, "A Qwen2.5-Math-PRM-style process reward model.")
+    predictions: str | None = option(None, "Score predictions made elsewhere (JSONL: id, prediction[, subset]).",
+                                     path="file")
+    reference: str | None = option(None, "A reference judge (synthetic bench floors/ceiling).", choices=REFERENCES)
+    mode: str | None = option(None, "One of MODES (set from --judge, --critic, ...).", cli=False)
+    model: str | None = option(None, "Judge/critic/PRM model, predictions file, or reference judge name.",
+                               cli=False)
+    data: str = option(help="Folder of <subset>.json files, one such file, or 'hf' (Qwen/ProcessBench).")
+    subsets: tuple[str, ...] | None = option(None, "Comma-separated subsets to evaluate (default: all in --data).")
+    limit: int | None = option(None, "Only the first N items of each subset.")
+    sample: int | None = option(None, "N items of each subset drawn with --seed, clean and erroneous in the "
+                                      "subset's proportions (ProcessBench files list erroneous items first, so "
+                                      "--limit keeps one class).")
+    out: str = option(help="Output folder.", short="-o")
+    maj: int = option(1, "Samples per step (judge) or per item (critic): greedy for 1, temperature 1.0 above.")
+    threshold: float = option(0.5, "Discriminative judge / PRM: a step is Negative when P(positive) is below it.")
+    all_steps: bool = option(False, "Judge every step instead of stopping at the first Negative (the prediction "
+                                    "is the same; for measuring what early stopping saves).")
+    judge_kind: str = option("auto", "Judge kind (auto: from the judge folder's stepwiser_judge.json).",
+                             choices=JUDGE_KINDS)
+    cot: bool | None = option(None, "Generative judge: with or without analysis (default: as trained).")
+    max_tokens: int = option(1024, "Most tokens per judgment (judge) or critique (critic).")
+    seed: int = option(0, "Seed of the sampling and of --sample.")
+    engine: str = option("hf", "Generation backend (set by --engine).", cli=False)
+    prior: str | None = option(None, "--reference position-prior: the dev split whose labels are drawn "
+                                     "(default: DATA/dev.json).", path="file")
+    bootstrap: int = option(DEFAULT_RESAMPLES, "Bootstrap resamples for the 95% intervals (0: none).")
+    batch_items: int = option(256, "Items in flight: every round judges the next step of all of them in one call.")
+    prm_batch_size: int = option(8, "--prm: items per forward pass.")
+    allow_missing: bool = option(False, "--predictions: score evaluated items without a prediction as wrong "
+                                        "(the summary is marked partial) instead of refusing the file.")
 
-    VOLATILE = ("batch_items",)
+    # not hashed: the predictor flags are recorded as mode/model; batch sizes do not change results;
+    # allow_missing only lets a run with gaps through (the records are the same)
+    VOLATILE = ("batch_items", "prm_batch_size", "allow_missing", *MODES)
 
     def __post_init__(self):
-        if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
-        if self.mode == "reference" and self.model not in REFERENCES:
-            raise ValueError(f"reference judge must be one of {', '.join(REFERENCES)}, got {self.model!r}")
+        self._set_mode()
+        check_choices(self)
         if self.maj < 1 or self.batch_items < 1 or self.max_tokens < 1 or self.bootstrap < 0:
             raise ValueError("maj, batch_items and max_tokens must be >= 1 and bootstrap >= 0")
+        if self.prm_batch_size < 1:
+            raise ValueError(f"prm_batch_size must be >= 1, got {self.prm_batch_size}")
         if self.maj > 1 and self.mode not in ("judge", "critic"):
             raise ValueError(f"--maj applies to --judge and --critic, not to mode {self.mode!r}")
         if self.all_steps and self.mode != "judge":
@@ -71,8 +91,28 @@ class ProcessBenchConfig:
             self.subsets = tuple(self.subsets)
         if self.limit is not None and self.sample is not None:
             raise ValueError("give --limit (the first N items) or --sample (N drawn at random), not both")
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"--limit must be >= 1, got {self.limit}")
         if self.sample is not None and self.sample < 1:
             raise ValueError(f"--sample must be >= 1, got {self.sample}")
+        if self.allow_missing and self.mode != "predictions":
+            raise ValueError("--allow-missing applies to --predictions only")
+
+    def _set_mode(self) -> None:
+        given = [(m, getattr(self, m)) for m in MODES if getattr(self, m)]
+        if self.mode is None:
+            if len(given) != 1:
+                raise ValueError("give exactly one of --judge, --critic, --prm, --predictions, --reference")
+            self.mode, self.model = given[0]
+        elif given and given != [(self.mode, self.model)]:
+            raise ValueError(f"mode {self.mode!r} with model {self.model!r} contradicts --{given[0][0]} "
+                             f"{given[0][1]}")
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if not self.model:
+            raise ValueError(f"mode {self.mode!r} needs a model")
+        if self.mode == "reference" and self.model not in REFERENCES:
+            raise ValueError(f"reference judge must be one of {', '.join(REFERENCES)}, got {self.model!r}")
 
 
 def _prepare(cfg: ProcessBenchConfig, bench: dict[str, list[BenchItem]]):
@@ -82,7 +122,7 @@ def _prepare(cfg: ProcessBenchConfig, bench: dict[str, list[BenchItem]]):
     if cfg.mode == "predictions":
         from stepwiser.data.predictions import read_predictions
 
-        return read_predictions(cfg.model, load_bench(cfg.data), bench), [cfg.model]
+        return read_predictions(cfg.model, load_bench(cfg.data), bench, cfg.allow_missing), [cfg.model]
     if cfg.mode == "reference" and cfg.model == "position-prior":
         prior = cfg.prior or (str(Path(cfg.data) / "dev.json") if Path(cfg.data).is_dir() else None)
         if not prior or not Path(prior).is_file():
@@ -189,6 +229,9 @@ def _summary(cfg: ProcessBenchConfig, bench: dict[str, list[BenchItem]], out: Pa
             s["warning"] = one_class_warning(name, s, cfg.limit)
             print(f"warning: {s['warning']}", file=sys.stderr)
     every = [r for rs in recs.values() for r in rs]
+    missing = sum(bool(r.get("missing")) for r in every)
+    if missing:   # only with --allow-missing: not a headline result
+        scores["partial"], scores["missing"] = True, missing
     scores["meta"] = {
         "mode": cfg.mode, "judge": cfg.model, "maj": cfg.maj, "threshold": cfg.threshold, "all_steps": cfg.all_steps,
         "engine": cfg.engine, "data": cfg.data, "subsets": list(bench), "limit": cfg.limit, "sample": cfg.sample, "bootstrap": cfg.bootstrap,

@@ -17,9 +17,11 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from stepwiser.errors import StepwiserError
+from stepwiser.io.config import option
 from stepwiser.judges.base import JUDGE_META, judge_meta, write_judge_meta
 from stepwiser.io.records import manifest_path
 
@@ -27,6 +29,13 @@ MODEL_FILES = ("config.json", "generation_config.json", "model.safetensors", "mo
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json",
                    "added_tokens.json", "vocab.json", "merges.txt", "tokenizer.model")
 _CHECKPOINT = re.compile(r"checkpoint-(\d+)")
+
+
+@dataclass
+class ExportJudgeConfig:
+    sources: list[str] = option(help="`train-judge` run folders (all of their checkpoints) or checkpoint folders "
+                                     "(RUN/checkpoints/checkpoint-N).", path="dir")
+    out: str = option(help="Parent folder: each checkpoint is written to OUT/checkpoint-N.", short="-o")
 
 
 def checkpoint_step(checkpoint: str | Path) -> int:

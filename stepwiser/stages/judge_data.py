@@ -1,4 +1,4 @@
-"""Stage `judge-data`: judge training examples from annotations (STEPWISER.md 2.3, contract C2).
+"""Stage `judge-data`: judge training examples from annotations (docs/METHOD.md 2.3, contract C2).
 
 One example per chunk (format ``stepwise``): (problem text, history = all previous chunks of the same
 response, the chunk, its label of one type). ``chunk_index`` is 0-based, so ``history`` is
@@ -13,6 +13,9 @@ Steps, in this order:
 
 1. Read and check the annotations (the label type must be present and non-null on every line, as
    long as the chunks) and the problems (annotations hold the problem id only).
+   Stepwise: identical judge inputs (same problem text, history and chunk; samples of a problem often
+   share their first chunks) become one example with the majority label of the copies; an input
+   whose copies tie is dropped (`dedupe_examples`; counts in the summary's ``dedupe``).
 2. Split BY PROBLEM into train and validation (seeded): the problem ids of the whole annotation file
    are shuffled and the first ``round(val_frac * P)`` (at least 1 and at most P - 1 when val_frac > 0)
    go to validation. The split depends only on the problem ids, the seed and val_frac, so the
@@ -38,10 +41,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stepwiser.core.chunks import STYLES
-from stepwiser.errors import StepwiserError
+from stepwiser.data.synth import first_divergent_chunk
+from stepwiser.errors import EmptyResultError, StepwiserError
 from stepwiser.judges.base import JudgeItem
 from stepwiser.judges.prompts import disc_messages, judge_messages
 from stepwiser.core.labels import LABEL_TYPES, check_method
+from stepwiser.io.config import check_choices, option
 from stepwiser.models.loading import DEFAULT_MODEL
 from stepwiser.io.records import (
     Annotation,
@@ -65,29 +70,32 @@ PAPER_MAX_PROMPT = 3096
 
 @dataclass
 class JudgeDataConfig:
-    annotations: str
-    problems: str
-    out: str
-    label: str = "rel_effective"
-    format: str = "stepwise"
-    val_frac: float = 0.1
-    seed: int = 0
-    balance: bool = True
-    min_tokens: int = 0
-    max_tokens: int = PAPER_MAX_PROMPT
-    tokenizer: str = DEFAULT_MODEL
-    chunk_style: str | None = None   # None: from the annotations' manifest, else "tags"
+    annotations: str = option(help="Annotations JSONL (from `stepwiser annotate`).", path="file")
+    problems: str = option(help="Problems JSONL the samples were drawn from (annotations hold the problem id "
+                                "only).", path="file")
+    out: str = option(help="Output folder: train.jsonl, val.jsonl, manifest.json.", short="-o")
+    label: str = option("rel_effective", "Label type to train on.", choices=LABEL_TYPES)
+    format: str = option("stepwise", "stepwise: one judge example per chunk (StepWiser); disc: one record per "
+                                     "sample with all its chunks and labels (discriminative baseline; never "
+                                     "balanced).", choices=FORMATS)
+    val_frac: float = option(0.1, "Share of PROBLEMS held out for validation (no problem is in both splits).")
+    seed: int = option(0, "Seed of the split and the balancing.")
+    balance: bool = option(True, "Down-sample the majority class of the train split to 50/50 (validation stays "
+                                 "unbalanced).")
+    min_tokens: int = option(0, "Drop prompts shorter than this (judge prompt with the chat template).")
+    max_tokens: int = option(PAPER_MAX_PROMPT, "Drop prompts longer than this (the paper's max prompt is 3096).")
+    tokenizer: str = option(DEFAULT_MODEL, "Judge model whose tokenizer and chat template count prompt tokens.")
+    chunk_style: str | None = option(None, "Segmentation of the annotated samples (recorded in the examples) "
+                                           "[default: from the annotations' manifest, else tags].", choices=STYLES)
 
     def __post_init__(self):
         check_method(self.label)
-        if self.format not in FORMATS:
-            raise ValueError(f"format must be one of {', '.join(FORMATS)}; got {self.format!r}")
+        check_choices(self)
         if not 0 <= self.val_frac < 1:
             raise ValueError(f"val_frac must be in [0, 1), got {self.val_frac}")
-        if self.min_tokens < 0 or self.max_tokens < self.min_tokens:
-            raise ValueError(f"need 0 <= min_tokens <= max_tokens, got [{self.min_tokens}, {self.max_tokens}]")
-        if self.chunk_style is not None and self.chunk_style not in STYLES:
-            raise ValueError(f"chunk_style must be one of {', '.join(STYLES)}; got {self.chunk_style!r}")
+        if self.min_tokens < 0 or self.max_tokens < max(self.min_tokens, 1):
+            raise ValueError(f"need 0 <= min_tokens <= max_tokens and max_tokens >= 1, got "
+                             f"[{self.min_tokens}, {self.max_tokens}]")
 
 
 # --------------------------------------------------------------------------- reading and checking
@@ -183,6 +191,42 @@ def disc_examples(annotations: list[Annotation], texts: dict[str, str], label: s
              "chunk_style": chunk_style} for a in annotations]
 
 
+def exact_labels(chunks: list[str], problem: Problem) -> list[int | None]:
+    """The oracle's verdict per chunk (micro domain): 1 before the first chunk whose arithmetic or
+    quantity leaves the reference trace, 0 at it, None after it (no exact label once the solution has gone
+    wrong). For evaluation only: never part of a judge's input or training text."""
+    first, _ = first_divergent_chunk(list(chunks), problem)
+    if first is None:
+        return [1] * len(chunks)
+    return [1] * first + [0] + [None] * (len(chunks) - first - 1)
+
+
+def attach_exact_labels(examples: list[JudgeExample], annotations: list[Annotation], problems_path: str) -> int:
+    """Add `exact_label` to the examples of problems with a reference trace (synth problems); returns how
+    many got one (0 when the problems have no trace, e.g. GSM8K)."""
+    problems = {p.id: p for p in read_records(problems_path, Problem) if (p.extra or {}).get("steps")}
+    labels = {(a.problem_id, a.sample_id): exact_labels(a.chunks, problems[a.problem_id])
+              for a in annotations if a.problem_id in problems}
+    n = 0
+    for e in examples:
+        labs = labels.get((e.problem_id, e.sample_id))
+        if labs is not None:
+            e.extra["exact_label"] = labs[e.chunk_index]
+            n += labs[e.chunk_index] is not None
+    return n
+
+
+def exact_label_agreement(examples: list[JudgeExample]) -> dict:
+    """How the Monte Carlo labels agree with the exact ones where an exact label exists."""
+    pairs = [(e.label, e.extra["exact_label"]) for e in examples if e.extra.get("exact_label") is not None]
+    pos = [y for y, x in pairs if x == 1]
+    neg = [y for y, x in pairs if x == 0]
+    rec = (sum(pos) / len(pos) if pos else None, sum(1 - y for y in neg) / len(neg) if neg else None)
+    return {"with_exact_label": len(pairs), "exact_positive": len(pos), "exact_negative": len(neg),
+            "mc_recall_on_exact_positive": None if rec[0] is None else round(rec[0], 3),
+            "mc_recall_on_exact_negative": None if rec[1] is None else round(rec[1], 3)}
+
+
 def judge_item(example: JudgeExample | dict) -> JudgeItem:
     """The judging input of a stepwise example (what the judge sees; nothing else)."""
     d = example.to_dict() if isinstance(example, JudgeExample) else example
@@ -214,6 +258,32 @@ def prompt_tokens(examples: list, fmt: str, tokenizer) -> list[int]:
         return count_chat_tokens([judge_messages(judge_item(e)) for e in examples], tokenizer, True)
     return count_chat_tokens([disc_messages(e["problem"], e["chunks"], e["labels"]) for e in examples],
                              tokenizer, False)
+
+
+def dedupe_examples(examples: list[JudgeExample]) -> tuple[list[JudgeExample], dict]:
+    """One example per judge input (problem text, history, chunk), with the majority label of its copies
+    (samples of a problem often share their first chunks); an input whose copies tie is dropped.
+
+    Returns the kept examples (the first copy's record, in file order) and the counts: ``inputs`` kept,
+    ``duplicates_merged`` (copies folded into a kept example), ``conflicts`` (inputs whose copies
+    disagree, ties included), ``dropped_ties`` (examples dropped with the inputs that tie)."""
+    groups: dict[str, list[int]] = {}
+    for i, e in enumerate(examples):
+        groups.setdefault(content_hash([e.problem, list(e.history), e.chunk]), []).append(i)
+    label: dict[int, int] = {}
+    merged = conflicts = dropped = 0
+    for idx in groups.values():
+        pos = sum(examples[i].label for i in idx)
+        neg = len(idx) - pos
+        conflicts += bool(pos and neg)
+        if pos == neg:
+            dropped += len(idx)
+            continue
+        label[idx[0]] = int(pos > neg)
+        merged += len(idx) - 1
+    kept = [dataclasses.replace(examples[i], label=y) if examples[i].label != y else examples[i]
+            for i, y in sorted(label.items())]
+    return kept, {"inputs": len(kept), "duplicates_merged": merged, "conflicts": conflicts, "dropped_ties": dropped}
 
 
 # --------------------------------------------------------------------------- split and balance (pure)
@@ -342,8 +412,13 @@ def run_judge_data(cfg: JudgeDataConfig, tokenizer=None, overwrite: bool = False
     texts = load_problem_texts(cfg.problems, anns, cfg.annotations)
     build = stepwise_examples if cfg.format == "stepwise" else disc_examples
     examples = build(anns, texts, cfg.label, style)
+    exact = attach_exact_labels(examples, anns, cfg.problems) if cfg.format == "stepwise" else 0
     counts = {"all": class_counts(examples)}
-    _check_two_classes(cfg, counts["all"])
+    dedupe = None
+    if cfg.format == "stepwise":
+        examples, dedupe = dedupe_examples(examples)
+        counts["deduped"] = class_counts(examples)
+    _check_two_classes(cfg, counts.get("deduped", counts["all"]))
     val_ids = split_problems((a.problem_id for a in anns), cfg.val_frac, cfg.seed)
     tok = tokenizer if tokenizer is not None else load_judge_tokenizer(cfg.tokenizer)
     kept, short, long = _window(examples, prompt_tokens(examples, cfg.format, tok), cfg)
@@ -351,6 +426,9 @@ def run_judge_data(cfg: JudgeDataConfig, tokenizer=None, overwrite: bool = False
     train = [e for e in kept if problem_of(e) not in val_ids]
     val = [e for e in kept if problem_of(e) in val_ids]
     counts["train"] = class_counts(train)
+    if not train:
+        raise EmptyResultError(f"{cfg.annotations}: no training example: all {len(kept)} examples in the token "
+                               f"window belong to the {len(val_ids)} validation problems; lower --val-frac")
     if cfg.format == "stepwise" and cfg.balance:
         train = balance(train, cfg.seed)
         counts["train_balanced"] = class_counts(train)
@@ -363,6 +441,10 @@ def run_judge_data(cfg: JudgeDataConfig, tokenizer=None, overwrite: bool = False
                "val": len(val), "train_problems": counts["train"]["problems"], "val_problems": len(val_ids),
                "dropped_short": short, "dropped_long": long, "token_window": [cfg.min_tokens, cfg.max_tokens],
                "max_prompt_tokens": max(_tokens(e) for e in kept), "balance": counts, "output": str(out)}
+    if dedupe is not None:
+        summary["dedupe"] = dedupe
+    if exact:
+        summary["exact_labels"] = exact_label_agreement(train + val)
     one_class = [k for k in ("train", "val") if counts[k]["records"] and 0 in (counts[k]["positive"],
                                                                               counts[k]["negative"])]
     if one_class:
@@ -375,7 +457,7 @@ def _tokens(example) -> int:
     return example.extra["prompt_tokens"] if isinstance(example, JudgeExample) else example["prompt_tokens"]
 
 
-BALANCE_ROWS = {"all": "all", "in_window": "in token window", "train": "train (before balancing)",
+BALANCE_ROWS = {"all": "all", "deduped": "identical inputs merged", "in_window": "in token window", "train": "train (before balancing)",
                 "train_balanced": "train (balanced)", "val": "val (unbalanced)"}
 
 

@@ -1,21 +1,17 @@
-"""Re-labelling and shard merging for annotation files (no new rollouts).
+"""Stage `relabel` (`stepwiser annotate --relabel FILE`): new labels for an annotation file, no new rollouts.
 
-`relabel`: recompute labels for new gamma/alpha/n (or label types) from the stored successes and
-rollouts; refused for files annotated with early stopping, whose Q estimates are biased (only
-their labels, for their own parameters, are exact). This is how gamma and alpha are searched.
-
-`merge`: join the shards written with `--shard i/n`; every key must appear exactly once, and every
-sample with chunks must be present unless the shards' manifests record it as skipped.
+Labels are recomputed for new gamma/alpha/n (or label types) from the stored successes and rollouts;
+refused for files annotated with early stopping, whose Q estimates are biased (only their labels, for
+their own parameters, are exact). This is how gamma and alpha are searched. Shards are joined by the
+stage `merge` (stepwiser.stages.merge).
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from stepwiser.errors import StepwiserError
 from stepwiser.core.labels import LABEL_TYPES, check_method, label_chunks
-from stepwiser.io.records import Annotation, JsonlWriter, Sample, iter_jsonl, manifest_path, parse_record, read_records
-from stepwiser.io.records import sample_key
+from stepwiser.errors import StepwiserError
+from stepwiser.io.records import Annotation, JsonlWriter, read_records, sample_key
 
 
 def q_from_counts(a: Annotation) -> list[float]:
@@ -52,38 +48,3 @@ def relabel(inp: str, out: str, labels=LABEL_TYPES, gamma: float = 0.8, alpha: f
                 pos[t][1] += len(a.labels[t])
             w.write(a)
     return {"annotations": len(rows), "positive_pct": {t: round(100 * p / max(c, 1), 1) for t, (p, c) in pos.items()}}
-
-
-def merge(shards: list[str], out: str, samples: str | None = None) -> dict:
-    """Join shard files into `out`; error on duplicates, and on missing samples not explained by skips."""
-    if Path(out).exists():
-        raise StepwiserError(f"{out} exists; choose a new output for the merged file")
-    seen: dict[str, str] = {}
-    skipped = 0
-    with JsonlWriter(out, sample_key) as w:
-        for path in shards:
-            m = manifest_path(path)
-            if m.exists():
-                data = json.loads(m.read_text())
-                if not data.get("complete"):
-                    raise StepwiserError(f"{path}: this shard's run is not complete (its manifest says so)")
-                skipped += sum((data.get("summary") or {}).get("skipped", {}).values())
-            for lineno, obj in iter_jsonl(path):
-                a = parse_record(Annotation, obj, f"{path}:{lineno}")
-                if a.key in seen:
-                    raise StepwiserError(f"{a.key} appears in both {seen[a.key]} and {path}")
-                seen[a.key] = path
-                w.write(obj)
-    summary = {"shards": len(shards), "annotations": len(seen)}
-    if samples:
-        expected = {s.key for s in read_records(samples, Sample)}
-        extra = sorted(set(seen) - expected)
-        if extra:
-            raise StepwiserError(f"{len(extra)} annotations are not in {samples} (e.g. {extra[0]})")
-        missing = sorted(expected - set(seen))
-        if len(missing) > skipped:
-            Path(out).unlink()
-            raise StepwiserError(f"{len(missing)} samples of {samples} are missing from the shards and only "
-                                 f"{skipped} were skipped by them (e.g. {missing[0]}); run the missing shard(s)")
-        summary["missing_explained_by_skips"] = len(missing)
-    return summary

@@ -10,11 +10,24 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 from stepwiser.errors import StepwiserError
+from stepwiser.io.config import option
 
 DISPLAY = {"gsm8k": "GSM8K", "math": "MATH", "olympiadbench": "OlympiadBench", "omnimath": "Omni-MATH"}
+
+
+@dataclass
+class ReportConfig:
+    summaries: list[str] = option(help="summary.json files of `stepwiser eval processbench`.", path="file")
+    names: list[str] | None = option(None, "Comma-separated row names, one per summary (default: the judge names).")
+    out: str | None = option(None, "Write the Markdown table here (it is printed either way).", short="-o")
+    plot: str | None = option(None, "Write a PNG bar chart with the intervals.")
+    select: bool = option(False, "Checkpoint selection (on a dev split): also print the judge to keep, on stdout "
+                                 "after the table as `selected: JUDGE`: highest average F1; ties by mean "
+                                 "error/correct accuracy, then later step.")
 
 
 def load_summary(path: str | Path) -> dict:
@@ -143,7 +156,9 @@ def load_rows(paths: list[str], names: list[str] | None = None) -> list[tuple[st
     if names is not None and len(names) != len(paths):
         raise ValueError(f"--names has {len(names)} name(s) for {len(paths)} summary file(s)")
     summaries = [load_summary(p) for p in paths]
-    return [(names[i] if names else default_name(s, p), s) for i, (p, s) in enumerate(zip(paths, summaries))]
+    rows = [(names[i] if names else default_name(s, p), s) for i, (p, s) in enumerate(zip(paths, summaries))]
+    # a run scored with --allow-missing is not a headline result: say so in its row
+    return [(f"{name} (partial: {s.get('missing', '?')} missing)" if s.get("partial") else name, s) for name, s in rows]
 
 
 def make_report(paths: list[str], names: list[str] | None = None, table_out: str | None = None,

@@ -11,6 +11,7 @@ import dataclasses
 import time
 from dataclasses import dataclass, field
 
+from stepwiser.errors import EmptyResultError
 from stepwiser.io.config import check_choices, option
 
 from stepwiser.core.chunks import STYLES, outside_text, parse_chunks
@@ -107,6 +108,8 @@ def run_sample(cfg: SampleConfig, engine: Engine, overwrite: bool = False, progr
     from stepwiser.core.verify import check_batch
 
     problems = read_records(cfg.problems, Problem)[: cfg.limit]
+    if not problems:
+        raise EmptyResultError(f"{cfg.problems}: no problems, nothing to sample")
     config = dataclasses.asdict(cfg)
     manifest = RunManifest.open(cfg.out, "sample", config, [cfg.problems], overwrite=overwrite,
                                 volatile=SampleConfig.VOLATILE)
@@ -142,7 +145,7 @@ def run_sample(cfg: SampleConfig, engine: Engine, overwrite: bool = False, progr
     if cfg.filtered_out:
         keep = {pid for pid, g in stats.per_problem.items() if any(g) and not all(g)}
         summary["filtered_written"] = write_jsonl(cfg.filtered_out, [p for p in problems if p.id in keep])
-    manifest.finish(summary)
+    manifest.finish(summary, records=stats.samples, cause=f"no sample of the {len(problems)} problems")
     return summary
 
 

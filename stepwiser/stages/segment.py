@@ -1,4 +1,4 @@
-"""Stage `segment`: a teacher model inserts <chunk> tags into correct responses (STEPWISER.md 2.1).
+"""Stage `segment`: a teacher model inserts <chunk> tags into correct responses (docs/METHOD.md 2.1).
 
 Each response gets up to `attempts` tries (paper: 8), issued in rounds over all pending responses
 so the engine sees full batches. An attempt is accepted only if removing the tags reproduces the
@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 from stepwiser.core.chunks import parse_chunks, render_chunks, segmentation_problems
 from stepwiser.engines import Engine, Request, SamplingParams, as_engine
+from stepwiser.errors import EmptyResultError
+from stepwiser.io.config import option
 from stepwiser.io.records import JsonlWriter, Problem, RunManifest, Sample, SFTExample, read_records
 from stepwiser.io.records import request_seed
 
@@ -47,23 +49,24 @@ def clean_teacher_output(text: str) -> str:
 
 @dataclass
 class SegmentConfig:
-    teacher: str
-    samples: str
-    problems: str
-    out: str
-    attempts: int = 8
-    temperature: float = 0.7
-    max_tokens: int = 1024
-    max_per_problem: int = 4
-    seed: int = 0
-    engine: str = "hf"
-    batch: int = 32
+    teacher: str = option(help="Teacher model (HF id, dir, smollm2-135m-instruct, or the served model name with "
+                               "--engine openai).")
+    samples: str = option(help="Samples JSONL.", path="file")
+    problems: str = option(help="Problems JSONL.", path="file")
+    out: str = option(help="Output SFT examples JSONL.", short="-o")
+    attempts: int = option(8, "Teacher attempts per response.")
+    temperature: float = option(0.7, "Temperature of attempts 2..k (the first is greedy).")
+    max_tokens: int = option(1024, "Most new tokens per attempt.")
+    max_per_problem: int = option(4, "At most this many correct responses per problem.")
+    seed: int = option(0, "Seed (per-request seeds are derived from it).")
+    engine: str = option("hf", "Generation backend (set by --engine).", cli=False)
+    batch: int = option(32, "Responses per engine call.")
 
     VOLATILE = ("batch",)
 
     def __post_init__(self):
-        if self.attempts < 1 or self.max_per_problem < 1:
-            raise ValueError("attempts and max_per_problem must be >= 1")
+        if self.attempts < 1 or self.max_per_problem < 1 or self.batch < 1 or self.max_tokens < 1:
+            raise ValueError("attempts, max_per_problem, max_tokens and batch must be >= 1")
 
 
 def select_responses(samples: list[Sample], max_per_problem: int) -> list[Sample]:
@@ -85,8 +88,14 @@ def run_segment(cfg: SegmentConfig, engine: Engine, overwrite: bool = False, pro
     from stepwiser.io.progress import StageProgress
 
     problems = {p.id: p for p in read_records(cfg.problems, Problem)}
-    chosen = [s for s in select_responses(read_records(cfg.samples, Sample), cfg.max_per_problem)
-              if s.problem_id in problems]
+    samples = read_records(cfg.samples, Sample)
+    chosen = [s for s in select_responses(samples, cfg.max_per_problem) if s.problem_id in problems]
+    if not chosen:
+        correct = [s for s in samples if s.correct]
+        raise EmptyResultError(
+            f"{cfg.samples}: no response to segment ({len(samples)} samples, {len(correct)} correct, "
+            f"{sum(s.problem_id in problems for s in correct)} of those with their problem in {cfg.problems})"
+            + ("; give the problems file the samples were drawn from" if correct else ""))
     manifest = RunManifest.open(cfg.out, "segment", dataclasses.asdict(cfg), [cfg.samples, cfg.problems],
                                 overwrite=overwrite, volatile=SegmentConfig.VOLATILE,
                                 outputs=[cfg.out + ".failed.jsonl"])
@@ -149,5 +158,7 @@ def _finish(cfg: SegmentConfig, manifest: RunManifest, tried: int, seconds: floa
         "teacher_calls_this_run": tried, "failure_reasons": dict(reasons.most_common(4)),
         "seconds": round(seconds, 1),
     }
-    manifest.finish(summary)
+    manifest.finish(summary, records=len(accepted),
+                    cause=f"the teacher failed on all {total} responses ({cfg.out}.failed.jsonl has the "
+                          f"reasons: {', '.join(reasons) or 'none'})")
     return summary

@@ -1,9 +1,12 @@
-"""Judge RL (STEPWISER.md 2.3) on TRL's GRPOTrainer, and the config shared by every `train-judge` method.
+"""Judge RL (docs/METHOD.md 2.3) on TRL's GRPOTrainer (`grpo` and `grpo-nocot`; the config of every
+`train-judge` method is `stepwiser.train.judge_config.JudgeTrainConfig`).
 
 The StepWiser judge: prompts are `judge_messages(JudgeItem(problem, history, chunk))`, the reward is 1 when
-the judge's last boxed verdict equals the Monte Carlo label, else 0 (unparsed = 0). The no-CoT ablation
-(`grpo-nocot`) asks for the bare verdict and gives `format_penalty` (-1.0) to anything but a lone
-``\\boxed{Positive}`` / ``\\boxed{Negative}``.
+the judge's boxed verdict equals the Monte Carlo label, 0 when it does not, and `format_penalty` (-1.0, as
+the paper's no-CoT ablation) for a badly formed judgment: anything but exactly one ``\\boxed{Positive}`` /
+``\\boxed{Negative}`` at the very end of the completion, ended by EOS (analysis text may come before the
+box with CoT; nothing may with `grpo-nocot`, which asks for the bare verdict; a completion cut at
+`max_completion_length` is badly formed). `judge/format_failure` logs the share penalised.
 
 Defaults follow the paper where it is explicit (4 generations per prompt, lr 1e-6, clip-higher
 epsilon 0.2 / epsilon_high 0.28, 4 optimiser steps per generation batch) and the project's conventions
@@ -19,169 +22,28 @@ merged) with its tokenizer and ``stepwiser_judge.json``, usable by every engine.
 """
 from __future__ import annotations
 
-import dataclasses
-import os
 import re
 import shutil
 import time
-from dataclasses import dataclass
+import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
+from stepwiser.core.verdict import parse_verdict
+from stepwiser.data.judge_examples import data_file, label_type_of, load_judge_examples
 from stepwiser.errors import StepwiserError
+from stepwiser.io.records import JudgeExample, RunManifest
 from stepwiser.judges.base import JudgeItem, write_judge_meta
 from stepwiser.judges.prompts import judge_messages
-from stepwiser.core.verdict import parse_verdict
-from stepwiser.data.judge_examples import data_file, label_type_of, load_judge_examples, shuffled_labels  # noqa: F401
-from stepwiser.io.records import JudgeExample, RunManifest
-from stepwiser.train.judge_metrics import metrics_callbacks, plot_metrics, read_metrics, summarize_metrics, trim_metrics
-
-METHODS = ("grpo", "grpo-nocot", "rft", "disc-sft", "warmup")
-GRPO_METHODS = ("grpo", "grpo-nocot")
-LOSS_TYPES = ("dapo", "grpo", "dr_grpo", "bnpo")
-SCALE_REWARDS = ("group", "batch", "none")
-VLLM_MODES = ("colocate", "server")
-SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine")
-
-
-@dataclass
-class JudgeTrainConfig:
-    """One `train-judge` run. Settings marked (GRPO) or (SFT) apply to those methods only.
-
-    Batches: GRPO counts completions (`per_device_batch` completions per micro-batch, `grad_accum`
-    micro-batches per optimiser step, `optimizer_steps_per_generation` optimiser steps per generation batch,
-    so one generation batch holds per_device_batch x grad_accum x world x steps / num_generations prompts).
-    The SFT methods (rft, disc-sft, warmup and the format warm-up before GRPO) count sequences:
-    `global_batch` per optimiser step."""
-
-    model: str
-    out: str
-    method: str = "grpo"
-    cot: bool | None = None              # judge format; default: False for grpo-nocot, else True (warmup: either)
-    data: str | None = None              # a judge-data folder (its train.jsonl) or a JSONL file
-    lr: float | None = None              # default: 1e-6 for GRPO (paper), 1e-5 for the SFT methods (paper)
-    epochs: float = 1.0
-    max_steps: int | None = None         # optimiser steps; overrides epochs
-    per_device_batch: int = 16
-    grad_accum: int = 1                  # (GRPO)
-    global_batch: int = 32               # (SFT)
-    scheduler: str | None = None         # default: constant for GRPO, cosine for the SFT methods
-    lr_warmup_ratio: float = 0.0
-    weight_decay: float = 0.0
-    # GRPO
-    num_generations: int = 4
-    optimizer_steps_per_generation: int = 4
-    epsilon: float = 0.2
-    epsilon_high: float = 0.28
-    beta: float = 0.0
-    loss_type: str = "dapo"
-    scale_rewards: str = "group"
-    temperature: float = 1.0
-    top_p: float = 1.0
-    max_completion_length: int | None = None   # default: 1024 with CoT, 32 for the bare verdict (paper: 3096)
-    format_penalty: float = -1.0         # (grpo-nocot) reward of anything but a lone boxed verdict
-    mask_truncated_completions: bool = False
-    use_vllm: bool = False
-    vllm_mode: str = "colocate"
-    vllm_server_base_url: str | None = None
-    vllm_gpu_memory_utilization: float = 0.3
-    vllm_tensor_parallel_size: int = 1
-    vllm_max_model_length: int | None = None
-    log_completions: bool = False
-    # validation during GRPO: greedy judgments of the validation split every `eval_steps` (0: off)
-    eval_steps: int = 0
-    val_data: str | None = None          # default: val.jsonl beside the training data (a judge-data folder)
-    eval_max_examples: int | None = 256  # the first N validation examples (None: all)
-    # the control: labels permuted across training examples (seeded; class balance kept)
-    shuffle_labels: bool = False
-    # format warm-up (label-agnostic SFT before GRPO; the whole run for method "warmup")
-    warmup_steps: int = 0
-    warmup_lr: float = 1e-5
-    # rejection-sampling fine-tuning
-    rft_k: int = 4
-    rft_max_tokens: int = 1024
-    rft_temperature: float = 1.0
-    rft_balance: bool = True
-    # SFT
-    max_length: int = 4096
-    packing: bool = False
-    # common
-    lora: bool = False
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
-    lora_target_modules: list[str] | str = "all-linear"
-    bf16: bool = False
-    gradient_checkpointing: bool = False
-    seed: int = 0
-    logging_steps: int = 1
-    save_steps: int = 50
-    save_total_limit: int = 2
-    resume: bool = True
-    num_threads: int | None = None
-
-    VOLATILE = ("logging_steps", "save_steps", "save_total_limit", "resume", "num_threads", "log_completions",
-                "vllm_server_base_url", "vllm_gpu_memory_utilization", "eval_steps", "val_data",
-                "eval_max_examples")
-
-    def __post_init__(self):
-        _choice("method", self.method, METHODS)
-        _choice("loss_type", self.loss_type, LOSS_TYPES)
-        _choice("scale_rewards", self.scale_rewards, SCALE_REWARDS)
-        _choice("vllm_mode", self.vllm_mode, VLLM_MODES)
-        if self.scheduler is not None:
-            _choice("scheduler", self.scheduler, SCHEDULERS)
-        if self.cot is None:
-            self.cot = self.method != "grpo-nocot"
-        if self.max_completion_length is None:
-            self.max_completion_length = 1024 if self.cot else 32
-        if self.cot != (self.method != "grpo-nocot") and self.method != "warmup":
-            raise ValueError(f"method {self.method} is {'not ' if self.cot else ''}a chain-of-thought judge; "
-                             "only the warmup method takes either format")
-        if not self.model or not self.out:
-            raise ValueError("model and out are required")
-        positive = {k: getattr(self, k) for k in (
-            "epochs", "per_device_batch", "grad_accum", "global_batch", "num_generations",
-            "optimizer_steps_per_generation", "warmup_lr", "rft_k", "rft_max_tokens",
-            "max_length", "lora_r", "lora_alpha", "logging_steps", "save_steps")}
-        positive.update({k: getattr(self, k) for k in ("lr", "max_steps", "num_threads", "max_completion_length")
-                         if getattr(self, k) is not None})
-        bad = [f"{k}={v!r}" for k, v in positive.items() if not isinstance(v, (int, float)) or v <= 0]
-        if bad:
-            raise ValueError(f"these settings must be positive numbers: {', '.join(bad)}")
-        if self.num_generations < 2:
-            raise ValueError("num_generations must be at least 2 (GRPO normalises rewards within a group)")
-        if self.warmup_steps < 0 or self.eval_steps < 0:
-            raise ValueError("warmup_steps and eval_steps must be >= 0")
-        if self.eval_max_examples is not None and self.eval_max_examples < 1:
-            raise ValueError(f"eval_max_examples must be positive or null, got {self.eval_max_examples}")
-        if not (0 <= self.epsilon < 1 and self.epsilon_high >= 0 and self.beta >= 0):
-            raise ValueError("need 0 <= epsilon < 1, epsilon_high >= 0 and beta >= 0")
-        if not 0 < self.top_p <= 1 or self.temperature <= 0 or self.rft_temperature <= 0:
-            raise ValueError("need 0 < top_p <= 1 and positive temperatures")
-        if not 0 <= self.lr_warmup_ratio < 1 or not 0 <= self.lora_dropout < 1:
-            raise ValueError("lr_warmup_ratio and lora_dropout must be in [0, 1)")
-        if self.use_vllm and self.vllm_mode == "server" and not self.vllm_server_base_url:
-            raise ValueError("vllm_mode server needs vllm_server_base_url (e.g. http://localhost:8000)")
-
-    @property
-    def lr_scheduler(self) -> str:
-        return self.scheduler or ("constant" if self.method in GRPO_METHODS else "cosine")
-
-    @property
-    def learning_rate(self) -> float:
-        return self.lr if self.lr is not None else (1e-6 if self.method in GRPO_METHODS else 1e-5)
-
-    @property
-    def steps_per_generation(self) -> int:
-        """TRL's steps_per_generation counts micro-batches: optimiser steps x gradient accumulation."""
-        return self.optimizer_steps_per_generation * self.grad_accum
-
-
-def _choice(name: str, value, allowed) -> None:
-    if value not in allowed:
-        raise ValueError(f"unknown {name} {value!r}; allowed: {', '.join(allowed)}")
-
+from stepwiser.train.dist import barrier, is_main, world_size
+from stepwiser.train.judge_config import GRPO_METHODS, JudgeTrainConfig, manifest_config
+from stepwiser.train.judge_metrics import (
+    metrics_callbacks,
+    plot_metrics,
+    read_metrics,
+    summarize_metrics,
+    trim_metrics,
+)
 
 # --------------------------------------------------------------------------- data
 
@@ -225,9 +87,24 @@ def is_bare_verdict(text: str) -> bool:
     return bool(_LONE_BOXED.fullmatch(text)) and parse_verdict(text) is not None
 
 
+def is_well_formed(text: str, cot: bool = True, truncated: bool = False) -> bool:
+    """The judgment format: exactly one ``\\boxed`` in `text`, a Positive/Negative verdict at its very end
+    (whitespace after it allowed, nothing else), and the completion ended by EOS (`truncated` False). With
+    CoT analysis text may come before the box; without, nothing may."""
+    if truncated or text.count("\\boxed") != 1:
+        return False
+    return is_bare_verdict(text if not cot else text[text.index("\\boxed"):])
+
+
+def judge_reward(text: str, label: int, cot: bool = True, penalty: float = -1.0, truncated: bool = False) -> float:
+    """The judge reward: `penalty` unless `text` is well formed (`is_well_formed`); then 1 if its verdict
+    equals `label`, else 0."""
+    return verdict_reward(text, label) if is_well_formed(text, cot, truncated) else penalty
+
+
 def nocot_reward(text: str, label: int, penalty: float = -1.0) -> float:
     """The no-CoT reward: `penalty` unless `text` is a lone boxed verdict; then 1 if right, 0 if wrong."""
-    return verdict_reward(text, label) if is_bare_verdict(text) else penalty
+    return judge_reward(text, label, cot=False, penalty=penalty)
 
 
 def completion_text(completion) -> str:
@@ -237,30 +114,40 @@ def completion_text(completion) -> str:
     return "".join(m.get("content") or "" for m in completion)
 
 
-class JudgeReward:
-    """The GRPO reward function. Besides the rewards it logs, per completion, whether the verdict is right
-    (`judge/accuracy`), unparsed (`judge/unparsed`), and right among positive / negative labels (the
-    per-class recalls); TRL averages each over all completions of all processes of the generation batch."""
+def truncated_flags(completion_ids, eos_token_ids, n: int) -> list[bool]:
+    """Per completion, whether it stopped without EOS (cut at max_completion_length). TRL passes each
+    completion's token ids up to and including its first EOS; without ids or EOS ids nothing is truncated."""
+    if completion_ids is None or not eos_token_ids:
+        return [False] * n
+    eos = set(eos_token_ids)
+    return [not ids or ids[-1] not in eos for ids in completion_ids]
 
-    def __init__(self, cot: bool = True, format_penalty: float = -1.0):
+
+class JudgeReward:
+    """The GRPO reward function (`judge_reward`, with or without CoT). Besides the rewards it logs, per
+    completion, whether the verdict is right (`judge/accuracy`), unparsed (`judge/unparsed`), badly formed
+    or truncated (`judge/format_failure`, the completions given `format_penalty`), and right among positive
+    / negative labels (the per-class recalls); TRL averages each over all completions of all processes of
+    the generation batch. `eos_token_ids` (set by `make_grpo_trainer` from the trainer) tell a completion
+    that ended from one cut at the length limit."""
+
+    def __init__(self, cot: bool = True, format_penalty: float = -1.0, eos_token_ids=None):
         self.cot, self.format_penalty = cot, format_penalty
+        self.eos_token_ids = list(eos_token_ids) if eos_token_ids is not None else None
         self.__name__ = "judge"
 
-    def __call__(self, prompts, completions, label, log_metric=None, **kwargs) -> list[float]:
+    def __call__(self, prompts, completions, label, log_metric=None, completion_ids=None, **kwargs) -> list[float]:
         texts = [completion_text(c) for c in completions]
-        if self.cot:
-            rewards = [verdict_reward(t, y) for t, y in zip(texts, label)]
-        else:
-            rewards = [nocot_reward(t, y, self.format_penalty) for t, y in zip(texts, label)]
+        cut = truncated_flags(completion_ids, self.eos_token_ids, len(texts))
+        rewards = [judge_reward(t, y, self.cot, self.format_penalty, c) for t, y, c in zip(texts, label, cut)]
         if log_metric is not None:
-            for t, y in zip(texts, label):
+            for t, y, c in zip(texts, label, cut):
                 v = parse_verdict(t)
                 right = float(v is not None and v == y)
                 log_metric("judge/accuracy", right)
                 log_metric("judge/unparsed", float(v is None))
                 log_metric("judge/recall_positive" if y == 1 else "judge/recall_negative", right)
-                if not self.cot:
-                    log_metric("judge/format_error", float(not is_bare_verdict(t)))
+                log_metric("judge/format_failure", float(not is_well_formed(t, self.cot, c)))
         return rewards
 
 
@@ -282,13 +169,13 @@ def grpo_args(cfg: JudgeTrainConfig):
     return GRPOConfig(
         output_dir=str(Path(cfg.out) / "checkpoints"), learning_rate=cfg.learning_rate, num_train_epochs=cfg.epochs,
         max_steps=cfg.max_steps or -1, per_device_train_batch_size=cfg.per_device_batch,
-        gradient_accumulation_steps=cfg.grad_accum, steps_per_generation=cfg.steps_per_generation,
+        gradient_accumulation_steps=cfg.grad_accum, steps_per_generation=cfg.trl_steps_per_generation,
         num_generations=cfg.num_generations, max_completion_length=cfg.max_completion_length,
         temperature=cfg.temperature, top_p=cfg.top_p, epsilon=cfg.epsilon, epsilon_high=cfg.epsilon_high,
         beta=cfg.beta, loss_type=cfg.loss_type, scale_rewards=cfg.scale_rewards,
         mask_truncated_completions=cfg.mask_truncated_completions, lr_scheduler_type=cfg.lr_scheduler,
         warmup_steps=cfg.lr_warmup_ratio, weight_decay=cfg.weight_decay, bf16=cfg.bf16,
-        gradient_checkpointing=cfg.gradient_checkpointing, seed=cfg.seed, data_seed=cfg.seed,
+        activation_checkpointing=cfg.gradient_checkpointing, seed=cfg.seed, data_seed=cfg.seed,
         logging_steps=cfg.logging_steps, save_strategy="steps", save_steps=cfg.save_steps,
         save_total_limit=cfg.save_total_limit, report_to="none", log_completions=cfg.log_completions,
         num_completions_to_print=4, remove_unused_columns=False, dataloader_num_workers=0,
@@ -303,7 +190,7 @@ def make_grpo_trainer(cfg: JudgeTrainConfig, model_path: str, rows: list[dict], 
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import GRPOTrainer
 
-    from stepwiser.train.sft import peft_config_of
+    from stepwiser.train.sft import check_micro_coverage, peft_config_of
 
     class TimedGRPOTrainer(GRPOTrainer):
         def _generate_and_score_completions(self, inputs):
@@ -317,24 +204,64 @@ def make_grpo_trainer(cfg: JudgeTrainConfig, model_path: str, rows: list[dict], 
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     if not tokenizer.chat_template:
         raise StepwiserError(f"model {cfg.model!r} has no chat template; the judge prompt is a chat")
+    check_micro_coverage(tokenizer, rows, cfg.model)
     args = grpo_args(cfg)  # before the model: under DeepSpeed ZeRO-3 it makes from_pretrained shard the weights
     model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
     reward = reward or JudgeReward(cot=cfg.cot, format_penalty=cfg.format_penalty)
-    return TimedGRPOTrainer(model=model, reward_funcs=reward, args=args, processing_class=tokenizer,
-                            train_dataset=Dataset.from_list(rows), callbacks=list(callbacks),
-                            peft_config=peft_config_of(cfg) if cfg.lora else None)
+    trainer = TimedGRPOTrainer(model=model, reward_funcs=reward, args=args, processing_class=tokenizer,
+                               train_dataset=Dataset.from_list(rows), callbacks=list(callbacks),
+                               peft_config=peft_config_of(cfg) if cfg.lora else None)
+    if isinstance(reward, JudgeReward) and reward.eos_token_ids is None:
+        reward.eos_token_ids = list(trainer.eos_token_ids)   # what TRL stops generation at
+    return trainer
 
 
 def _finished(out: Path, config: dict) -> bool:
     return RunManifest.completed(out, config, JudgeTrainConfig.VOLATILE)
 
 
-def _is_main() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
+def sharded_by(trainer) -> str | None:
+    """What shards the model's weights across processes (then no process holds a full copy to generate
+    from alone): "FSDP", "DeepSpeed ZeRO-3", or None."""
+    if getattr(trainer, "is_fsdp_enabled", False):
+        return "FSDP"
+    if getattr(trainer, "is_deepspeed_enabled", False):
+        plugin = trainer.accelerator.state.deepspeed_plugin
+        if plugin is not None and plugin.zero_stage == 3:
+            return "DeepSpeed ZeRO-3"
+    return None
 
 
-def _world_size() -> int:
-    return int(os.environ.get("WORLD_SIZE", "1"))
+def _open_run(cfg: JudgeTrainConfig, config: dict, overwrite: bool):
+    """Rank 0 opens the manifest (and clears the outputs with `overwrite`); the other ranks wait for it."""
+    out, manifest = Path(cfg.out), None
+    if is_main():
+        manifest = RunManifest.open(out, "train-judge", config, inputs=[data_file(cfg.data)] if cfg.data else [],
+                                    overwrite=overwrite, volatile=JudgeTrainConfig.VOLATILE)
+        if overwrite:
+            for p in ("checkpoints", "final", "adapter"):
+                shutil.rmtree(out / p, ignore_errors=True)
+    barrier()
+    return manifest
+
+
+def _validation_callbacks(cfg: JudgeTrainConfig, metrics: Path, show: bool):
+    val = validation_examples(cfg)
+    if val and world_size() > 1 and is_main():
+        print(f"train-judge: validation on rank 0 of {world_size()} processes; the others wait for it", flush=True)
+    return metrics_callbacks(metrics, show, val, cfg.eval_steps, cfg.cot, cfg.max_completion_length, cfg.seed)
+
+
+def check_sharding(trainer, callbacks) -> None:
+    """Validation generates on rank 0 alone, which needs the whole model there: off (with a warning) when the
+    weights are sharded."""
+    how = sharded_by(trainer) if world_size() > 1 else None
+    if how and callbacks[0].val_examples:
+        callbacks[0].val_examples = []
+        if is_main():
+            warnings.warn(f"train-judge: validation (--eval-steps) is OFF: under {how} the weights are sharded "
+                          "and rank 0 cannot generate alone. Use DDP or ZeRO-2 to validate during training, or "
+                          "judge the checkpoints afterwards (export-judge, then eval labels).", stacklevel=2)
 
 
 def train_grpo(cfg: JudgeTrainConfig, examples: list[JudgeExample], init_model: str | None = None,
@@ -356,34 +283,26 @@ def train_grpo(cfg: JudgeTrainConfig, examples: list[JudgeExample], init_model: 
         import torch
         torch.set_num_threads(cfg.num_threads)
     out, final = Path(cfg.out), Path(cfg.out) / "final"
-    config = {**dataclasses.asdict(cfg), "init_model": init_model}
-    inputs = [data_file(cfg.data)] if cfg.data else []
+    config = manifest_config(cfg, init_model=init_model)
     if not overwrite and _finished(out, config) and (final / "config.json").exists():
         return final
-    manifest = None
-    if _is_main():
-        manifest = RunManifest.open(out, "train-judge", config, inputs=inputs, overwrite=overwrite,
-                                    volatile=JudgeTrainConfig.VOLATILE)
-        if overwrite:
-            for p in ("checkpoints", "final", "adapter"):
-                shutil.rmtree(out / p, ignore_errors=True)
+    manifest = _open_run(cfg, config, overwrite)
     ckdir, metrics = out / "checkpoints", out / "metrics.jsonl"
     last = get_last_checkpoint(str(ckdir)) if cfg.resume and ckdir.is_dir() else None
-    if _is_main():
-        trim_metrics(metrics, int(last.rsplit("-", 1)[1]) if last else 0)
     meta = {"cot": cfg.cot, "method": cfg.method, "label_type": label_type_of(examples), "base_model": cfg.model,
             "warmup": init_model is not None, "shuffled_labels": cfg.shuffle_labels}
-    if _is_main():   # the run's judge metadata, for `export-judge` of its checkpoints
+    if is_main():   # the run's judge metadata, for `export-judge` of its checkpoints
+        trim_metrics(metrics, int(last.rsplit("-", 1)[1]) if last else 0)
         write_judge_meta(out, "generative", **meta)
     base = resolve_model(init_model or cfg.model)
-    val = validation_examples(cfg) if _world_size() == 1 else []
-    callbacks = metrics_callbacks(metrics, show, val, cfg.eval_steps, cfg.cot, cfg.max_completion_length, cfg.seed)
+    callbacks = _validation_callbacks(cfg, metrics, show)
     trainer = make_grpo_trainer(cfg, base, grpo_rows(examples, cfg.cot), reward, callbacks)
+    check_sharding(trainer, callbacks)
     _drop_default_progress(trainer)
     start = time.time()
     result = trainer.train(resume_from_checkpoint=last)
     save_final(trainer, SimpleNamespace(lora=cfg.lora, model=base), final)
-    if _is_main():
+    if is_main():
         write_judge_meta(final, "generative", **meta)
         rows = read_metrics(out)
         plot_metrics(rows, out / "metrics.png", f"{cfg.method} {cfg.model} lr {cfg.learning_rate:g}")

@@ -19,7 +19,7 @@ from stepwiser.io.records import iter_jsonl
 # TRL's log keys -> the names written to metrics.jsonl
 METRICS = {
     "reward": "reward", "judge/accuracy": "accuracy", "judge/recall_positive": "recall_positive",
-    "judge/recall_negative": "recall_negative", "judge/unparsed": "unparsed", "judge/format_error": "format_error",
+    "judge/recall_negative": "recall_negative", "judge/unparsed": "unparsed", "judge/format_failure": "format_failure",
     "completions/mean_length": "completion_length", "completions/clipped_ratio": "truncated",
     "frac_reward_zero_std": "zero_variance_groups", "reward_std": "reward_std", "entropy": "entropy",
     "clip_ratio/low_mean": "clip_low", "clip_ratio/high_mean": "clip_high", "clip_ratio/region_mean": "clip_region",
@@ -28,6 +28,7 @@ METRICS = {
 }
 SHOWN = (("reward", "reward", "{:.3f}"), ("acc", "accuracy", "{:.3f}"), ("rec+", "recall_positive", "{:.2f}"),
          ("rec-", "recall_negative", "{:.2f}"), ("unparsed", "unparsed", "{:.2f}"),
+         ("format fail", "format_failure", "{:.2f}"),
          ("len", "completion_length", "{:.0f}"), ("zero-var", "zero_variance_groups", "{:.2f}"),
          ("H", "entropy", "{:.2f}"), ("clip lo", "clip_low", "{:.4f}"), ("clip hi", "clip_high", "{:.4f}"),
          ("s", "step_s", "{:.1f}"), ("val bacc", "val_balanced_accuracy", "{:.3f}"))
@@ -73,8 +74,8 @@ def _append(path: Path, rec: dict) -> None:
 def validate(model, tokenizer, examples, cot: bool, max_tokens: int, seed: int = 0, batch_size: int = 64) -> dict:
     """Greedy (k = 1) judgments of `examples` by an in-memory model, scored against their labels."""
     from stepwiser.engines.hf import HFEngine
-    from stepwiser.judges.generative import GenerativeJudge
     from stepwiser.judges.base import JudgeItem
+    from stepwiser.judges.generative import GenerativeJudge
 
     was_training = model.training
     model.eval()
@@ -92,30 +93,38 @@ def validate(model, tokenizer, examples, cot: bool, max_tokens: int, seed: int =
 def metrics_callbacks(path: Path, show: bool = True, val_examples=None, eval_steps: int = 0, cot: bool = True,
                       max_tokens: int = 1024, seed: int = 0):
     """Callbacks: write metrics.jsonl and time steps; validate every `eval_steps` (and before the first
-    step); print one compact line per logged step instead of the raw log dict."""
+    step); print one compact line per logged step instead of the raw log dict.
+
+    Several processes: rank 0 validates on its full copy of the model while the others wait at a barrier
+    (the first callback's `val_examples` may be emptied to turn validation off, e.g. for sharded weights)."""
     from transformers import TrainerCallback
     from transformers.trainer_callback import ProgressCallback
 
-    def run_validation(args, state, model, tokenizer) -> None:
-        if not val_examples or not eval_steps or not state.is_world_process_zero:
-            return
-        import torch
+    from stepwiser.train.dist import barrier
 
-        t0 = time.perf_counter()
-        with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bool(args.bf16)):
-            res = validate(model, tokenizer, val_examples, cot, max_tokens, seed)
-        rec = {"step": state.global_step, "time": round(time.time(), 1), "val_seconds":
-               round(time.perf_counter() - t0, 1), **{f"val_{k}": v for k, v in res.items()}}
-        _append(path, rec)
-        state.stepwiser_last_val = rec
+    def run_validation(examples, args, state, model, tokenizer) -> None:
+        if not examples or not eval_steps:
+            return
+        if state.is_world_process_zero:
+            import torch
+
+            t0 = time.perf_counter()
+            with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bool(args.bf16)):
+                res = validate(model, tokenizer, examples, cot, max_tokens, seed)
+            rec = {"step": state.global_step, "time": round(time.time(), 1), "val_seconds":
+                   round(time.perf_counter() - t0, 1), **{f"val_{k}": v for k, v in res.items()}}
+            _append(path, rec)
+            state.stepwiser_last_val = rec
+        barrier()
 
     class MetricsToJsonl(TrainerCallback):
         def __init__(self):
             self.t0, self.step_s = None, None
+            self.val_examples = list(val_examples or [])
 
         def on_train_begin(self, args, state, control, model=None, processing_class=None, **kw):
             if state.global_step == 0:
-                run_validation(args, state, model, processing_class)
+                run_validation(self.val_examples, args, state, model, processing_class)
 
         def on_step_begin(self, args, state, control, **kw):
             self.t0 = time.perf_counter()
@@ -123,7 +132,7 @@ def metrics_callbacks(path: Path, show: bool = True, val_examples=None, eval_ste
         def on_step_end(self, args, state, control, model=None, processing_class=None, **kw):
             self.step_s = time.perf_counter() - self.t0 if self.t0 is not None else None
             if eval_steps and (state.global_step % eval_steps == 0 or state.global_step == state.max_steps):
-                run_validation(args, state, model, processing_class)
+                run_validation(self.val_examples, args, state, model, processing_class)
 
         def on_log(self, args, state, control, logs=None, **kw):
             if not state.is_world_process_zero or not logs or "train_runtime" in logs:
@@ -159,7 +168,8 @@ def trim_metrics(path: Path, last_step: int) -> None:
 def summarize_metrics(rows: list[dict]) -> dict:
     """Means over the run of the main training metrics, and the last validation (manifest, CLI summary)."""
     out = {}
-    for k in ("reward", "accuracy", "recall_positive", "recall_negative", "unparsed", "completion_length",
+    for k in ("reward", "accuracy", "recall_positive", "recall_negative", "unparsed", "format_failure",
+              "completion_length",
               "zero_variance_groups", "entropy", "clip_low", "clip_high", "generation_s", "optimisation_s"):
         vals = [r[k] for r in rows if isinstance(r.get(k), (int, float))]
         if vals:
@@ -172,7 +182,7 @@ def summarize_metrics(rows: list[dict]) -> dict:
 
 PANELS = (("reward and accuracy", ("reward", "accuracy", "val_balanced_accuracy")),
           ("per-class recall", ("recall_positive", "recall_negative", "val_recall_positive", "val_recall_negative")),
-          ("format", ("unparsed", "zero_variance_groups", "truncated")),
+          ("format", ("unparsed", "format_failure", "zero_variance_groups", "truncated")),
           ("clip fractions", ("clip_low", "clip_high")),
           ("entropy", ("entropy",)), ("completion length", ("completion_length",)))
 

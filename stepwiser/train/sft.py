@@ -26,50 +26,72 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from stepwiser.errors import StepwiserError
 from stepwiser.data.prompts import policy_messages
+from stepwiser.errors import StepwiserError
+from stepwiser.io.config import check_choices, option
 from stepwiser.io.records import Problem, RunManifest, SFTExample, iter_jsonl, parse_record, write_jsonl
+from stepwiser.train.dist import barrier, is_main, world_size
 
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup", "cosine_with_min_lr",
               "warmup_stable_decay", "inverse_sqrt", "polynomial")
 
+# the one packing rule of every SFT run (the policy's, and the judge methods' through JudgeTrainConfig.packing)
+PACKING_RULE = ("It pays with a padding-free attention kernel (flash attention on a GPU: the paper packs "
+                "8192-token rows); on CPU the attention computes the whole block-masked row, so short examples "
+                "train faster padded. Default: on for the policy, off for the judge methods (short single "
+                "judgments, trained on CPU at micro scale).")
+
+
+@dataclass(kw_only=True)
+class ModelTrainOptions:
+    """How the weights are trained, shared by `train-policy` and `train-judge` (one declaration)."""
+
+    lora: bool = option(False, "Train a LoRA adapter (merged into final/).")
+    lora_r: int = option(16, "LoRA rank.")
+    lora_alpha: int = option(32, "LoRA alpha.")
+    lora_dropout: float = option(0.05, "LoRA dropout.")
+    lora_target_modules: list[str] | str = option("all-linear", "LoRA target modules (peft's target_modules).")
+    bf16: bool = option(False, "bfloat16 autocast (GPU, or CPU with AMX/AVX512-BF16; on AVX2-only CPUs it is much "
+                               "slower than float32). --no-bf16 overrides a recipe.")
+    gradient_checkpointing: bool = option(False, "Recompute activations in the backward pass (less memory).")
+
 
 @dataclass
-class SFTTrainConfig:
-    """One SFT run. `global_batch` sequences per optimiser step = per_device_batch x grad_accum x world size;
-    grad_accum is derived from it unless given (then global_batch must be null or agree)."""
+class SFTTrainConfig(ModelTrainOptions):
+    """One SFT run (`stepwiser train-policy`, and the SFT part of the judge methods). `global_batch`
+    sequences per optimiser step = per_device_batch x grad_accum x world size; grad_accum is derived from
+    it unless given (then global_batch must be null or agree)."""
 
-    model: str
-    out: str
-    data: str | None = None            # the training file (recorded in the manifest; hashed as input)
-    lr: float = 1e-5
-    epochs: float = 1.0
-    max_steps: int | None = None       # overrides epochs when set
-    per_device_batch: int = 8
-    grad_accum: int | None = None
-    global_batch: int | None = 32
-    packing: bool = True               # padding-free best-fit packing of whole examples into max_length rows
-    max_length: int = 8192
-    lora: bool = False
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
-    lora_target_modules: list[str] | str = "all-linear"
-    bf16: bool = False
-    seed: int = 0
-    warmup_ratio: float = 0.0
-    scheduler: str = "cosine"
-    weight_decay: float = 0.0
-    gradient_checkpointing: bool = False
-    logging_steps: int = 10
-    save_steps: int = 200
-    save_total_limit: int = 2
-    resume: bool = True                # continue from the last checkpoint in out/checkpoints
-    num_threads: int | None = None     # torch CPU threads (None: torch's default)
+    model: str = option(help="Base policy: HF id, local dir, or smollm2-135m-instruct.")
+    out: str = option(help="Run folder: checkpoints/, train_log.jsonl, manifest.json and final/ (the merged model).",
+                      short="-o")
+    data: str | None = option(None, "Training JSONL: SFT examples (prompt, response), problems with a chunk-tagged "
+                                    "`solution` (`stepwiser data synth`), or conversations (prompt/completion or "
+                                    "messages). Recorded in the manifest and hashed as the input.", path="file")
+    lr: float = option(1e-5, "Peak learning rate (paper: 1e-5).")
+    epochs: float = option(1.0, "Training epochs.")
+    max_steps: int | None = option(None, "Optimiser steps (overrides --epochs).")
+    per_device_batch: int = option(8, "Sequences per micro-batch.")
+    grad_accum: int | None = option(None, "Micro-batches per optimiser step [default: derived from --global-batch].")
+    global_batch: int | None = option(32, "Sequences per optimiser step over all devices (paper: 32); sets "
+                                          "gradient accumulation.")
+    packing: bool = option(True, "Pack whole examples into rows of --max-length tokens (padding-free). "
+                                 + PACKING_RULE)
+    max_length: int = option(8192, "Tokens per (packed) row.")
+    seed: int = option(0, "Seed of the data order.")
+    warmup_ratio: float = option(0.0, "Share of the steps with a linear learning-rate warm-up.")
+    scheduler: str = option("cosine", "Learning-rate schedule.", choices=SCHEDULERS)
+    weight_decay: float = option(0.0, "AdamW weight decay.")
+    logging_steps: int = option(10, "Log every N optimiser steps.")
+    save_steps: int = option(200, "Checkpoint every N optimiser steps.")
+    save_total_limit: int = option(2, "Checkpoints kept.")
+    resume: bool = option(True, "Continue from the last checkpoint in OUT/checkpoints.")
+    num_threads: int | None = option(None, "torch CPU threads [default: torch's].")
 
     VOLATILE = ("logging_steps", "save_steps", "save_total_limit", "resume", "num_threads")
 
     def __post_init__(self):
+        check_choices(self)
         if not self.model or not self.out:
             raise ValueError("model and out are required")
         positive = {"lr": self.lr, "epochs": self.epochs, "per_device_batch": self.per_device_batch,
@@ -83,8 +105,6 @@ class SFTTrainConfig:
             raise ValueError(f"these settings must be positive numbers: {', '.join(bad)}")
         if self.grad_accum is None and self.global_batch is None:
             raise ValueError("give global_batch (grad_accum is derived from it) or grad_accum")
-        if self.scheduler not in SCHEDULERS:
-            raise ValueError(f"unknown scheduler {self.scheduler!r}; allowed: {', '.join(SCHEDULERS)}")
         if not 0 <= self.warmup_ratio < 1:
             raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if not 0 <= self.lora_dropout < 1:
@@ -190,14 +210,6 @@ def build_dataset(examples: list[dict], tokenizer):
 
 # --------------------------------------------------------------------------- training
 
-def _world_size() -> int:
-    return int(os.environ.get("WORLD_SIZE", "1"))
-
-
-def _is_main() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
-
-
 def sft_args(cfg: SFTTrainConfig, world_size: int = 1):
     """The TRL SFTConfig of a run."""
     from trl import SFTConfig
@@ -228,6 +240,17 @@ def peft_config_of(cfg: SFTTrainConfig):
                       target_modules=cfg.lora_target_modules, task_type="CAUSAL_LM")
 
 
+def check_micro_coverage(tokenizer, examples: list[dict], model: str) -> None:
+    """A micro model's training texts must be in its vocabulary: CoverageError naming the unknown
+    pieces, never silent <unk> (no-op for other tokenizers)."""
+    from stepwiser.models.micro import check_coverage
+
+    found = [(i, m["content"]) for i, e in enumerate(examples) for key in ("messages", "prompt", "completion")
+             if isinstance(e.get(key), list) for m in e[key] if isinstance(m.get("content"), str)]
+    check_coverage(tokenizer, [t for _, t in found], what=f"the training data of the micro model {model!r}",
+                   names=[f"record {i}" for i, _ in found])
+
+
 def make_trainer(cfg: SFTTrainConfig, examples: list[dict], callbacks=()):
     """The SFTTrainer of a run (model loaded in float32; bf16 runs use autocast)."""
     import torch
@@ -243,9 +266,10 @@ def make_trainer(cfg: SFTTrainConfig, examples: list[dict], callbacks=()):
         raise StepwiserError(f"model {cfg.model!r} has no chat template; SFT needs a chat model")
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    check_micro_coverage(tokenizer, examples, cfg.model)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     trainer_cls = CPUSFTTrainer if not has_accelerator() else SFTTrainer
-    return trainer_cls(model=model, args=sft_args(cfg, _world_size()),
+    return trainer_cls(model=model, args=sft_args(cfg, world_size()),
                        train_dataset=build_dataset(examples, tokenizer), processing_class=tokenizer,
                        peft_config=peft_config_of(cfg) if cfg.lora else None, callbacks=list(callbacks))
 
@@ -271,7 +295,7 @@ def save_final(trainer, cfg: SFTTrainConfig, final: Path) -> None:
     from stepwiser.models.loading import resolve_model
 
     tmp = final.with_name(final.name + ".tmp")
-    if _is_main():
+    if is_main():
         shutil.rmtree(tmp, ignore_errors=True)  # left by a save that was killed
     trainer.accelerator.wait_for_everyone()
     if not cfg.lora:
@@ -279,13 +303,13 @@ def save_final(trainer, cfg: SFTTrainConfig, final: Path) -> None:
     else:
         adapter = final.with_name("adapter")
         trainer.save_model(str(adapter))
-        if _is_main():
+        if is_main():
             from peft import PeftModel
 
             base = AutoModelForCausalLM.from_pretrained(resolve_model(cfg.model), dtype=torch.float32)
             PeftModel.from_pretrained(base, str(adapter)).merge_and_unload().save_pretrained(str(tmp))
     trainer.accelerator.wait_for_everyone()
-    if _is_main():
+    if is_main():
         trainer.processing_class.save_pretrained(str(tmp))
         for stray in ("training_args.bin",):
             (tmp / stray).unlink(missing_ok=True)
@@ -318,16 +342,17 @@ def train_sft(cfg: SFTTrainConfig, examples: list[dict], overwrite: bool = False
     if not overwrite and _finished(out, config) and (final / "config.json").exists():
         return final
     manifest = None
-    if _is_main():  # one writer; under `accelerate launch` the other ranks follow rank 0's files
+    if is_main():  # one writer; under `accelerate launch` the other ranks follow rank 0's files
         manifest = RunManifest.open(out, stage, config, inputs=inputs, overwrite=overwrite,
                                     volatile=SFTTrainConfig.VOLATILE)
-    if overwrite and _is_main():
+    if overwrite and is_main():
         for p in ("checkpoints", "final", "adapter"):
             shutil.rmtree(out / p, ignore_errors=True)
         (out / "train_log.jsonl").unlink(missing_ok=True)
+    barrier()   # the other ranks look for checkpoints once rank 0 has opened (or cleared) the run
     ckdir = out / "checkpoints"
     last = get_last_checkpoint(str(ckdir)) if cfg.resume and ckdir.is_dir() else None
-    if _is_main():
+    if is_main():
         _truncate_log(out / "train_log.jsonl", _checkpoint_step(last))
     trainer = make_trainer(cfg, examples, callbacks=[log_callback(out / "train_log.jsonl"), *callbacks])
     start = time.time()
@@ -336,7 +361,7 @@ def train_sft(cfg: SFTTrainConfig, examples: list[dict], overwrite: bool = False
     if manifest is not None:
         summary = {"examples": len(examples), "steps": trainer.state.global_step,
                    "train_loss": round(result.training_loss, 4), "seconds": round(time.time() - start, 1),
-                   "resumed_from": last, "world_size": _world_size(), "final": str(final)}
+                   "resumed_from": last, "world_size": world_size(), "final": str(final)}
         manifest.finish(summary)
     return final
 

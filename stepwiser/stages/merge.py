@@ -1,0 +1,57 @@
+"""Stage `merge` (`stepwiser annotate --merge SHARD... -o OUT`): join annotation shards, no new rollouts.
+
+The shards are the outputs of `annotate --shard i/n`. Every key must appear exactly once; each shard's
+run must be complete (its manifest says so); with the samples file, every sample must be present unless
+the shards' manifests record it as skipped.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from stepwiser.errors import StepwiserError
+from stepwiser.io.records import (
+    Annotation,
+    JsonlWriter,
+    Sample,
+    iter_jsonl,
+    manifest_path,
+    parse_record,
+    read_records,
+    sample_key,
+)
+
+
+def merge(shards: list[str], out: str, samples: str | None = None) -> dict:
+    """Join shard files into `out`; error on duplicates, and on missing samples not explained by skips."""
+    if Path(out).exists():
+        raise StepwiserError(f"{out} exists; choose a new output for the merged file")
+    seen: dict[str, str] = {}
+    skipped = 0
+    with JsonlWriter(out, sample_key) as w:
+        for path in shards:
+            m = manifest_path(path)
+            if m.exists():
+                data = json.loads(m.read_text())
+                if not data.get("complete"):
+                    raise StepwiserError(f"{path}: this shard's run is not complete (its manifest says so)")
+                skipped += sum((data.get("summary") or {}).get("skipped", {}).values())
+            for lineno, obj in iter_jsonl(path):
+                a = parse_record(Annotation, obj, f"{path}:{lineno}")
+                if a.key in seen:
+                    raise StepwiserError(f"{a.key} appears in both {seen[a.key]} and {path}")
+                seen[a.key] = path
+                w.write(obj)
+    summary = {"shards": len(shards), "annotations": len(seen)}
+    if samples:
+        expected = {s.key for s in read_records(samples, Sample)}
+        extra = sorted(set(seen) - expected)
+        if extra:
+            raise StepwiserError(f"{len(extra)} annotations are not in {samples} (e.g. {extra[0]})")
+        missing = sorted(expected - set(seen))
+        if len(missing) > skipped:
+            Path(out).unlink()
+            raise StepwiserError(f"{len(missing)} samples of {samples} are missing from the shards and only "
+                                 f"{skipped} were skipped by them (e.g. {missing[0]}); run the missing shard(s)")
+        summary["missing_explained_by_skips"] = len(missing)
+    return summary
