@@ -2,6 +2,7 @@
 short GRPO run of a micro judge (tests/test_judge_learning.py)."""
 from __future__ import annotations
 
+import os
 import random
 import re
 import shutil
@@ -17,7 +18,11 @@ def corrupt(chunk: str, rng: random.Random, mode: str) -> str:
     """The chunk with the result of its `a op b = c` replaced by a wrong value."""
     m = re.search(r"= (\d+)", chunk)
     c = int(m.group(1))
-    if mode == "digits":      # a three-digit result: impossible with these operands (values <= 81)
+    if mode == "zeros":       # c then twelve 0 digits: no right example has a 0 anywhere (see task_examples)
+        wrong = int(str(c) + "0" * 12)
+    elif mode == "zero":      # x 100
+        wrong = c * 100
+    elif mode == "digits":      # a three-digit result: impossible with these operands (values <= 81)
         wrong = rng.randint(100, 999)
     else:                     # off by 1..5
         wrong = max(0, c + rng.choice([-1, 1]) * rng.randint(1, 5))
@@ -26,12 +31,17 @@ def corrupt(chunk: str, rng: random.Random, mode: str) -> str:
 
 
 def task_examples(mode: str, n_train: int, n_val: int, seed: int = 0) -> tuple[list, list]:
-    """First chunks of 2-step synth problems (no history); half of them with a wrong result (label 0)."""
-    problems = generate_problems(n_train + n_val, seed, min_steps=2, max_steps=2, max_operand=9, max_value=81)
+    """First chunks of 2-step synth problems (no history); every other one with a wrong result (label 0,
+    `corrupt`). Modes zero/zeros keep only problems without a 0 digit, so the corruption is a bag-of-tokens
+    feature."""
+    problems = generate_problems(3 * (n_train + n_val), seed, min_steps=2, max_steps=2, max_operand=9,
+                                 max_value=81)
+    first = [(p, re.findall(r"<chunk>(.*?)</chunk>", p.solution, re.DOTALL)[0]) for p in problems]
+    if mode in ("zero", "zeros"):
+        first = [(p, c) for p, c in first if "0" not in p.problem + c]
     rng = random.Random(f"judge-learning:{seed}")
     out = []
-    for i, p in enumerate(problems):
-        chunk = re.findall(r"<chunk>(.*?)</chunk>", p.solution, re.S)[0]
+    for i, (p, chunk) in enumerate(first[:n_train + n_val]):
         label = i % 2
         if not label:
             chunk = corrupt(chunk, rng, mode)
@@ -93,6 +103,7 @@ def run_grpo(model_dir: str, out: str, examples: list, lr: float, steps: int, sh
                            shuffle_labels=shuffle, **kw)
     data = shuffled_labels(examples, cfg.seed) if shuffle else examples
     shutil.rmtree(out, ignore_errors=True)
+    os.makedirs(out)
     return str(train_grpo(cfg, data, reward=reward, show=False))
 
 

@@ -242,3 +242,50 @@ def test_engine_options_may_come_from_the_config_file(monkeypatch, tmp_path):
     assert (o.engine, o.tensor_parallel_size, o.gpu_memory_utilization) == ("vllm", 2, 0.3)   # flags win
     manifest = json.loads((tmp_path / "o.jsonl.manifest.json").read_text())
     assert manifest["config"]["engine"] == "vllm"
+
+
+@dataclasses.dataclass
+class ToyList:
+    kinds: list[str] = option(["a"], "Kinds.", choices=("a", "b", "c"))
+
+    def __post_init__(self):
+        from stepwiser.io.config import check_choices
+        check_choices(self)
+
+
+@click.command()
+@config_options(ToyList)
+def toy_list(cfg):
+    click.echo(repr(cfg))
+
+
+def test_a_list_option_with_choices_takes_comma_separated_values():
+    from click.testing import CliRunner
+
+    r = CliRunner().invoke(toy_list, ["--kinds", "a,b", "--kinds", "c"])
+    assert r.exit_code == 0 and "ToyList(kinds=['a', 'b', 'c'])" in r.output, r.output
+    r = CliRunner().invoke(toy_list, ["--kinds", "a,z"])
+    assert r.exit_code == 2 and "kinds must be one of a, b, c; got 'z'" in r.output
+
+
+@dataclasses.dataclass
+class ToyPaths:
+    files: list[str] = option([], "Files.", path="file")
+
+
+@click.command()
+@config_options(ToyPaths)
+def toy_paths(cfg):
+    click.echo(repr(cfg))
+
+
+def test_a_list_of_paths_takes_comma_separated_values_and_checks_each(tmp_path):
+    from click.testing import CliRunner
+
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    a.write_text("")
+    b.write_text("")
+    r = CliRunner().invoke(toy_paths, ["--files", f"{a},{b}"])
+    assert r.exit_code == 0 and f"files=['{a}', '{b}']" in r.output, r.output
+    r = CliRunner().invoke(toy_paths, ["--files", f"{a},{tmp_path / 'nope'}"])
+    assert r.exit_code == 2 and "does not exist" in r.output and "--files" in r.output

@@ -227,3 +227,20 @@ def test_cache_argument_follows_the_forward_signature():
             return input_ids
 
     assert cache_argument(New()) == "cache" and cache_argument(Old()) == "past_key_values"
+
+
+def test_num_threads_engine_option_sets_torch_threads(tiny_model_dir):
+    import torch
+
+    from stepwiser.engines import EngineOptions, build_engine
+
+    assert EngineOptions(threads=1).kwargs() == {"batch_size": 64, "num_threads": 1}
+    assert "num_threads" not in EngineOptions(engine="vllm", threads=1).kwargs()
+    before = torch.get_num_threads()
+    try:
+        build_engine(str(tiny_model_dir), EngineOptions(threads=1, device="cpu"))
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(ValueError, match="num_threads"):
+        HFEngine(str(tiny_model_dir), device="cpu", num_threads=0)

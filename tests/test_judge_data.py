@@ -404,3 +404,58 @@ def test_no_training_example_left_is_an_error(tmp_path, tok, smollm2_tokenizer_d
     with pytest.raises(EmptyResultError, match="no training example: all 2 examples in the token window belong"):
         run_judge_data(_cfg(tmp_path, ann, probs, smollm2_tokenizer_dir, val_frac=0.5, max_tokens=window),
                        tokenizer=tok)
+
+
+# --------------------------------------------------------------------------- balancing by class and position
+
+def _ex(i, label, n=0):
+    return JudgeExample(key=f"k{i}-{label}-{n}", problem_id=f"p{n}", sample_id=0, chunk_index=i, problem="P",
+                        history=[], chunk=f"c{i}{n}", label=label, label_type="rel_effective")
+
+
+def test_position_balancing_exact_counts(tmp_path, tok, smollm2_tokenizer_dir):
+    ann, probs = _write(tmp_path)
+    s = run_judge_data(_cfg(tmp_path, ann, probs, smollm2_tokenizer_dir, val_frac=0, balance_by="class_position"),
+                       tokenizer=tok)
+    rows = _read(tmp_path / "jd" / "train.jsonl")
+    # chunk index 0: 11 positive / 1 negative, 1: 8 / 3, 2: 4 / 2, 3: 1 / 0 (dropped: one class only)
+    assert s["positions"] == {"0": {"positive": 11, "negative": 1, "kept": 2},
+                              "1": {"positive": 8, "negative": 3, "kept": 6},
+                              "2": {"positive": 4, "negative": 2, "kept": 4},
+                              "3": {"positive": 1, "negative": 0, "kept": 0}}
+    for i, n in ((0, 1), (1, 3), (2, 2), (3, 0)):
+        at = [r.label for r in rows if r.chunk_index == i]
+        assert sum(at) == n and len(at) == 2 * n
+    assert s["train"] == 12 and s["balance"]["train_balanced"]["positive_pct"] == 50.0
+    assert s["position_baseline"] == {"train": None, "train_before_balancing": None}   # no validation split
+    # the default (class) leaves the hash of earlier outputs alone: the same output is complete again
+    s = run_judge_data(_cfg(tmp_path, ann, probs, smollm2_tokenizer_dir, out="jd3", val_frac=0), tokenizer=tok)
+    assert "positions" not in s and "balance_by" not in json.loads(
+        (tmp_path / "jd3" / "manifest.json").read_text())["config"]
+
+
+def test_position_balancing_is_seeded_and_needs_both_classes_somewhere():
+    from stepwiser.stages.judge_balance import balance_by_position
+
+    exs = [_ex(0, 1, n) for n in range(5)] + [_ex(0, 0, n) for n in range(2)] + [_ex(1, 0, n) for n in range(3)]
+    kept, report = balance_by_position(exs, seed=0)
+    assert report == {0: {"positive": 5, "negative": 2, "kept": 4}, 1: {"positive": 0, "negative": 3, "kept": 0}}
+    assert [e.key for e in kept] == [e.key for e in exs if e in kept]    # file order
+    assert kept == balance_by_position(exs, seed=0)[0]
+    assert {tuple(e.key for e in balance_by_position(exs, seed=s)[0]) for s in range(6)} != {tuple(e.key for e in kept)}
+    with pytest.raises(StepwiserError, match="balance-by class"):
+        balance_by_position([_ex(0, 1), _ex(1, 0)], seed=0)
+
+
+def test_position_only_baseline_is_exact():
+    from stepwiser.stages.judge_balance import position_baseline
+
+    # train: index 0 mostly positive, index 1 mostly negative, index 2 a tie (-> the overall majority; 5 / 5 -> 0)
+    train = ([_ex(0, 1, n) for n in range(3)] + [_ex(0, 0, 9)] + [_ex(1, 1, 9)] + [_ex(1, 0, n) for n in range(3)]
+             + [_ex(2, 1, 8), _ex(2, 0, 8)])
+    val = [_ex(0, 1, 20), _ex(0, 1, 21), _ex(1, 0, 20), _ex(1, 0, 21), _ex(0, 0, 22), _ex(7, 1, 20)]
+    got = position_baseline(train, val)
+    # positives: idx 0, 0 right, idx 7 (unseen -> 0) wrong: 2/3; negatives: idx 1, 1 right, idx 0 wrong: 2/3
+    assert got == {"val_balanced_accuracy": round(2 / 3, 4), "predicts": {"0": 1, "1": 0, "2": 0}, "otherwise": 0}
+    assert position_baseline(train, [_ex(0, 1, 30), _ex(1, 0, 30)])["val_balanced_accuracy"] == 1.0
+    assert position_baseline(train, []) is None

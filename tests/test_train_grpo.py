@@ -180,10 +180,10 @@ def test_config_validation(kw, msg):
 def test_recipes_build_configs_with_several_optimiser_steps_per_generation(name):
     from pathlib import Path
 
-    from stepwiser.io.config import config_from
+    from stepwiser.cli.options import make_config
 
     recipe = Path(__file__).resolve().parents[1] / "recipes" / f"judge-grpo-{name}.yaml"
-    cfg = config_from(JudgeTrainConfig, recipe, "train_judge", {"lr": 3e-6} if name == "micro" else {})
+    cfg = make_config(JudgeTrainConfig, str(recipe), "train_judge", {"lr": 3e-6} if name == "micro" else {})
     assert cfg.method == "grpo" and cfg.trl_steps_per_generation == 4 * cfg.grad_accum
     assert (cfg.epsilon, cfg.epsilon_high, cfg.beta, cfg.loss_type) == (0.2, 0.28, 0.0, "dapo")
     assert cfg.learning_rate == (3e-6 if name == "micro" else 1e-6)
@@ -368,3 +368,50 @@ def test_bf16_generates_and_validates_under_autocast(tiny_model_dir, tmp_path, m
     train_grpo(cfg, judge_examples(), show=False)
     assert seen and all(seen)            # TRL's generation: autocast on
     assert calls == [True, True]         # validation before step 1 and after it
+
+
+def constant_reward(prompts, completions, **kw):
+    """Every completion the same reward: every group has zero variance (a collapsed run)."""
+    return [0.0] * len(completions)
+
+
+def test_collapse_watch_stops_cleanly_with_the_final_model(tiny_model_dir, tmp_path):
+    from stepwiser.stages.train_judge import run_summary
+
+    cfg = cfg_for(tiny_model_dir, tmp_path / "run", max_steps=6, optimizer_steps_per_generation=1,
+                  collapse_threshold=0.9, collapse_action="stop")
+    with pytest.warns(UserWarning, match="zero reward variance.*stopping"):
+        final = train_grpo(cfg, judge_examples(), reward=constant_reward, show=False)
+    rows = [r for r in read_metrics(cfg.out) if "val_n" not in r]
+    assert [r["step"] for r in rows] == [1, 2, 3]   # stopped after the 3rd generation batch (the window)
+    assert all(r["zero_variance_groups"] == 1.0 for r in rows)
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["complete"] and manifest["summary"]["steps"] == 3
+    assert manifest["summary"]["stopped"].startswith("collapse: 1.00 of the prompt groups") and "step 3" in \
+        manifest["summary"]["stopped"]
+    assert (final / "config.json").exists() and (final / JUDGE_META).exists()
+    assert run_summary(cfg)["stopped"] == manifest["summary"]["stopped"]
+
+
+def test_collapse_watch_warns_and_goes_on(tiny_model_dir, tmp_path):
+    cfg = cfg_for(tiny_model_dir, tmp_path / "run", max_steps=4, optimizer_steps_per_generation=1,
+                  collapse_threshold=0.9)
+    with pytest.warns(UserWarning, match="zero reward variance") as seen:
+        train_grpo(cfg, judge_examples(), reward=constant_reward, show=False)
+    assert len([w for w in seen if "collapse" in str(w.message)]) == 2   # steps 3 and 4
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["summary"]["steps"] == 4 and "stopped" not in manifest["summary"]
+
+
+def test_fields_added_later_keep_the_config_hash_at_their_defaults(tmp_path):
+    from stepwiser.train.judge_config import manifest_config
+
+    cfg = JudgeTrainConfig(model="m", out=str(tmp_path))
+    config = manifest_config(cfg)
+    assert "collapse_threshold" not in config and "collapse_action" not in config
+    assert manifest_config(JudgeTrainConfig(model="m", out=str(tmp_path), collapse_threshold=0.9))[
+        "collapse_threshold"] == 0.9
+    with pytest.raises(ValueError, match="collapse_threshold"):
+        JudgeTrainConfig(model="m", out="o", collapse_threshold=1.5)
+    with pytest.raises(ValueError, match="collapse_action must be one of"):
+        JudgeTrainConfig(model="m", out="o", collapse_action="widen")

@@ -20,7 +20,7 @@ from stepwiser.data.judge_examples import data_file
 from stepwiser.errors import StepwiserError
 from stepwiser.io.records import RunManifest
 from stepwiser.train import dist, grpo
-from stepwiser.train.judge_config import JudgeTrainConfig, manifest_config
+from stepwiser.train.judge_config import LATER_FIELDS, JudgeTrainConfig, manifest_config
 from stepwiser.train.judge_sft import sft_config
 from stepwiser.train.rft import rft_conversations
 from stepwiser.train.sft import SFTTrainConfig
@@ -111,6 +111,8 @@ def test_a_run_started_before_the_renaming_resumes(tmp_path, tiny_model_dir):
     data = write_data(tmp_path)
     cfg = JudgeTrainConfig(model=str(tiny_model_dir), out=str(tmp_path / "run"), data=str(data), format_warmup_steps=2)
     old = dataclasses.asdict(cfg)   # what stepwiser 0.1 recorded: the fields under their old names
+    for name in LATER_FIELDS:       # and none of the fields added since (at their defaults)
+        old.pop(name)
     old["warmup_steps"], old["warmup_lr"] = old.pop("format_warmup_steps"), old.pop("format_warmup_lr")
     old["init_model"] = None
     assert manifest_config(cfg, init_model=None) == old

@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import types
 import typing
+from pathlib import Path
 from typing import Any
 
 import click
@@ -84,7 +85,13 @@ def click_option(cls, f: dataclasses.Field, prefix: str = ""):
         help_ += f"  [default: {shown}]"
     if typ is bool and not is_list:
         return click.option(f"{long}/--no-{long[2:]}", pname, default=None, help=help_)
-    return click.option(*names, pname, type=_param_type(md, typ), default=None, multiple=is_list, help=help_,
+    if is_list:   # comma-separated values are split later (`split_list`), then each is checked
+        if md.get("choices"):
+            help_ += f"  [one or more of: {', '.join(map(str, md['choices']))}]"
+        ptype = _param_type({**md, "choices": None, "path": None}, typ)
+    else:
+        ptype = _param_type(md, typ)
+    return click.option(*names, pname, type=ptype, default=None, multiple=is_list, help=help_,
                         metavar="V[,V...]" if is_list else None)
 
 
@@ -119,7 +126,7 @@ def take_deprecated(ctx, fields, kwargs: dict, given: dict) -> None:
             if f.name in given:
                 raise click.UsageError(f"give {option_name(f)} or its deprecated name {old}, not both")
             warn_deprecated(old, option_name(f))
-            given[f.name] = _split(v) if isinstance(v, tuple) else v
+            given[f.name] = split_list(f, v) if isinstance(v, tuple) else v
 
 
 def given_values(ctx, fields, values: dict, arguments=()) -> dict:
@@ -132,8 +139,20 @@ def given_values(ctx, fields, values: dict, arguments=()) -> dict:
             if v not in (None, ()):
                 given[f.name] = list(v) if isinstance(v, tuple) else v
         elif src is not None and src != click.core.ParameterSource.DEFAULT:
-            given[f.name] = _split(v) if isinstance(v, tuple) else v
+            given[f.name] = split_list(f, v) if isinstance(v, tuple) else v
     return given
+
+
+def split_list(f: dataclasses.Field, values) -> list:
+    """A list option's values, comma-separated and repeated, in order; paths must exist (`path` fields)."""
+    out = _split(values)
+    kind = f.metadata.get("path")
+    for v in out if kind else ():
+        p = Path(v)
+        if not p.exists() or (kind == "file" and not p.is_file()) or (kind == "dir" and not p.is_dir()):
+            what = {"file": "file", "dir": "folder"}.get(kind, "path")
+            raise click.BadParameter(f"{what} {v!r} does not exist", param_hint=option_name(f))
+    return out
 
 
 def config_options(cls, section: str | None = None, arguments: tuple[str, ...] = ()):

@@ -22,7 +22,8 @@ def command(cfg, engine_opts, overwrite):
 
     The result is OUT/final, a plain HF model directory (LoRA merged) with stepwiser_judge.json, usable by
     every engine and by `load_judge`. Rerunning resumes from the last checkpoint in OUT/checkpoints.
-    --engine options: the sampler of --method rft.
+    --engine options: the sampler of --method rft, or the chunk policy of --warmup-analysis policy (on
+    --warmup-policy).
     """
     from stepwiser.engines import build_engine
     from stepwiser.stages.train_judge import run_summary, train_judge
@@ -32,7 +33,8 @@ def command(cfg, engine_opts, overwrite):
     engine = build_engine(cfg.model, engine_opts) if cfg.method == "rft" else None
     click.echo(f"train-judge: method {cfg.method}, model {cfg.model}, data {cfg.data}, lr {cfg.learning_rate:g}, "
                f"{'LoRA' if cfg.lora else 'full fine-tuning'}, out {cfg.out}", err=True)
-    final = train_judge(cfg, engine=engine, overwrite=overwrite)
+    policy = (lambda: build_engine(cfg.warmup_policy, engine_opts)) if cfg.warmup_analysis == "policy" else None
+    final = train_judge(cfg, engine=engine, overwrite=overwrite, warmup_engine=policy)
     summary = run_summary(cfg)
     if summary:
         click.echo("train-judge: " + ", ".join(f"{k} {v}" for k, v in summary.items()), err=True)

@@ -130,11 +130,18 @@ class HFEngine(Engine):
     name = "hf"
 
     def __init__(self, model: str, device: str | None = None, dtype=None, batch_size: int = 64,
-                 max_model_len: int | None = None, progress: bool = False, *, hf_model=None, tokenizer=None):
+                 max_model_len: int | None = None, progress: bool = False, *, hf_model=None, tokenizer=None,
+                 num_threads: int | None = None):
         from stepwiser.models.loading import load_model, load_tokenizer
 
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if num_threads is not None:
+            import torch
+
+            if num_threads < 1:
+                raise ValueError(f"num_threads must be >= 1, got {num_threads}")
+            torch.set_num_threads(num_threads)
         self.model = model
         self.hf_model = hf_model if hf_model is not None else load_model(model, dtype=dtype, device=device)
         self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(model)

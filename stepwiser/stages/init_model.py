@@ -9,7 +9,8 @@ The vocabulary comes from a fixed corpus (`micro_corpus`): `vocab_problems` prob
 `CORPUS_SETTINGS` of `stepwiser.data.synth` (seeds and difficulties) and a synthetic bench for each,
 written out as every text the pipeline produces for the micro domain (`domain_texts`: the policy
 prompt and solution, judge prompts with and without CoT, with and without history, the format
-warm-up completions, verdicts, the discriminative chat, the ProcessBench critic prompt). The corpus
+warm-up completions (templated and policy-written, a solution's chunks standing in for the policy's
+steps), verdicts, the discriminative chat, the ProcessBench critic prompt). The corpus
 does not depend on `--seed`, which sets the weights only: models of any size and seed built with
 the same `vocab_problems` share one vocabulary. `--tokenizer DIR` reuses the micro tokenizer of a
 folder instead, after checking that its vocabulary covers the domain's texts (an error names the
@@ -75,6 +76,7 @@ def problem_texts(p: Problem, k: int) -> list[str]:
     """The texts the pipeline writes for problem `p`; `k` (its index) picks which chunk is judged,
     with or without CoT, and the discriminative chat's labels, so a corpus covers every variant."""
     from stepwiser.train.warmup import warmup_completion
+    from stepwiser.train.warmup_policy import policy_step
 
     chunks = parse_chunks(p.solution)
     i = k % len(chunks)
@@ -83,6 +85,8 @@ def problem_texts(p: Problem, k: int) -> list[str]:
     labels = [(k >> j) & 1 for j in range(len(chunks))]
     texts = [m["content"] for m in policy_messages(p.problem)] + [p.solution]
     texts += [m["content"] for m in judge_messages(item, cot)] + [warmup_completion(item, cot, seed=k)]
+    own = [policy_step(f"<chunk>{c}") for c in (chunks[i], chunks[k % len(chunks) - 1])][:k % 3]
+    texts.append(warmup_completion(item, True, seed=k, steps=own))   # the policy-written warm-up
     texts += [m["content"] for m in disc_messages(p.problem, chunks, labels)]
     return texts
 

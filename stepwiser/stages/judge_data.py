@@ -25,7 +25,9 @@ Steps, in this order:
    judge tokenizer's chat template and the generation prompt. Disc: the whole labelled conversation
    (`disc_messages`), the sequence the baseline trains on.
 4. Balance the TRAIN split (stepwise only): down-sample the majority class to the size of the minority
-   class (seeded), keeping file order; ``balance=False`` for the no-balancing ablation. The
+   class (seeded), keeping file order; ``balance_by=class_position`` does so within every chunk index
+   (`stepwiser.stages.judge_balance`; the summary reports the position-only baseline's balanced accuracy
+   either way); ``balance=False`` for the no-balancing ablation. The
    VALIDATION split is kept unbalanced (the natural label distribution): evaluations report balanced
    accuracy and per-class recall on it, which are unaffected by the class ratio.
 
@@ -41,13 +43,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stepwiser.core.chunks import STYLES
+from stepwiser.core.labels import LABEL_TYPES, check_method
 from stepwiser.data.synth import first_divergent_chunk
 from stepwiser.errors import EmptyResultError, StepwiserError
-from stepwiser.judges.base import JudgeItem
-from stepwiser.judges.prompts import disc_messages, judge_messages
-from stepwiser.core.labels import LABEL_TYPES, check_method
 from stepwiser.io.config import check_choices, option
-from stepwiser.models.loading import DEFAULT_MODEL
 from stepwiser.io.records import (
     Annotation,
     JudgeExample,
@@ -62,6 +61,10 @@ from stepwiser.io.records import (
     read_records,
     write_jsonl,
 )
+from stepwiser.judges.base import JudgeItem
+from stepwiser.judges.prompts import disc_messages, judge_messages
+from stepwiser.models.loading import DEFAULT_MODEL
+from stepwiser.stages.judge_balance import BALANCE_BY, balance, balance_by_position, position_baseline
 
 FORMATS = ("stepwise", "disc")
 OUTPUTS = ("train.jsonl", "val.jsonl")
@@ -82,6 +85,8 @@ class JudgeDataConfig:
     seed: int = option(0, "Seed of the split and the balancing.")
     balance: bool = option(True, "Down-sample the majority class of the train split to 50/50 (validation stays "
                                  "unbalanced).")
+    balance_by: str = option("class", "What --balance equalises: class (positives = negatives) or class_position "
+                                      "(positives = negatives within every chunk index).", choices=BALANCE_BY)
     min_tokens: int = option(0, "Drop prompts shorter than this (judge prompt with the chat template).")
     max_tokens: int = option(PAPER_MAX_PROMPT, "Drop prompts longer than this (the paper's max prompt is 3096).")
     tokenizer: str = option(DEFAULT_MODEL, "Judge model whose tokenizer and chat template count prompt tokens.")
@@ -316,21 +321,6 @@ def class_counts(examples: list) -> dict:
             "positive_pct": round(100 * pos / len(labels), 1) if labels else None, "problems": len(problems)}
 
 
-def balance(examples: list[JudgeExample], seed: int) -> list[JudgeExample]:
-    """Down-sample the majority class to the minority's size (seeded); file order is kept.
-
-    Raises StepwiserError when one class is absent (a 50/50 balance is impossible)."""
-    pos = [i for i, e in enumerate(examples) if e.label == 1]
-    neg = [i for i, e in enumerate(examples) if e.label == 0]
-    if not pos or not neg:
-        raise StepwiserError(f"the training labels have one class only ({len(pos)} positive, {len(neg)} "
-                             f"negative): balancing to 50/50 is impossible; use --no-balance, another "
-                             f"--label, or more annotations")
-    small, big = (pos, neg) if len(pos) <= len(neg) else (neg, pos)
-    kept = set(small) | set(random.Random(f"judge-data-balance:{seed}").sample(big, len(small)))
-    return [e for i, e in enumerate(examples) if i in kept]
-
-
 # --------------------------------------------------------------------------- the stage
 
 def problem_of(example) -> str:
@@ -394,6 +384,24 @@ def _completed_summary(out: Path, config: dict, inputs: list) -> dict | None:
     return old.get("summary", {}) if same else None
 
 
+def _balance_train(cfg: JudgeDataConfig, train: list, val: list, counts: dict) -> tuple[list, dict]:
+    """The train split balanced as `cfg` asks (stepwise), and the summary's position fields: the examples
+    per chunk index (class_position) and the position-only baseline before and after balancing."""
+    if cfg.format != "stepwise":
+        return train, {}
+    balanced, extra = train, {}
+    if cfg.balance and cfg.balance_by == "class_position":
+        balanced, positions = balance_by_position(train, cfg.seed)
+        extra["positions"] = {str(i): c for i, c in positions.items()}
+    elif cfg.balance:
+        balanced = balance(train, cfg.seed)
+    if cfg.balance:
+        counts["train_balanced"] = class_counts(balanced)
+    extra["position_baseline"] = {"train": position_baseline(balanced, val),
+                                  "train_before_balancing": position_baseline(train, val)}
+    return balanced, extra
+
+
 def run_judge_data(cfg: JudgeDataConfig, tokenizer=None, overwrite: bool = False) -> dict:
     """Build, split, filter and balance judge examples; write DIR/train.jsonl and DIR/val.jsonl.
 
@@ -403,6 +411,8 @@ def run_judge_data(cfg: JudgeDataConfig, tokenizer=None, overwrite: bool = False
     out = Path(cfg.out)
     style = resolve_chunk_style(cfg)
     config = {**dataclasses.asdict(cfg), "chunk_style": style}
+    if cfg.balance_by == "class":   # added later: left out at its default, so earlier outputs stay complete
+        config.pop("balance_by")
     inputs = [cfg.annotations, cfg.problems]
     _prepare_output(out, overwrite)
     done = _completed_summary(out, config, inputs)
@@ -429,9 +439,7 @@ def run_judge_data(cfg: JudgeDataConfig, tokenizer=None, overwrite: bool = False
     if not train:
         raise EmptyResultError(f"{cfg.annotations}: no training example: all {len(kept)} examples in the token "
                                f"window belong to the {len(val_ids)} validation problems; lower --val-frac")
-    if cfg.format == "stepwise" and cfg.balance:
-        train = balance(train, cfg.seed)
-        counts["train_balanced"] = class_counts(train)
+    train, positions = _balance_train(cfg, train, val, counts)
     counts["val"] = class_counts(val)
     # every check passed: only now claim the output (C7; a config mismatch is refused here)
     manifest = RunManifest.open(out, "judge-data", config, inputs)
@@ -443,6 +451,7 @@ def run_judge_data(cfg: JudgeDataConfig, tokenizer=None, overwrite: bool = False
                "max_prompt_tokens": max(_tokens(e) for e in kept), "balance": counts, "output": str(out)}
     if dedupe is not None:
         summary["dedupe"] = dedupe
+    summary.update(positions)
     if exact:
         summary["exact_labels"] = exact_label_agreement(train + val)
     one_class = [k for k in ("train", "val") if counts[k]["records"] and 0 in (counts[k]["positive"],

@@ -2,7 +2,8 @@
 
 - grpo / grpo-nocot (`stepwiser.train.grpo`): the format warm-up first when `format_warmup_steps` > 0 (into
   OUT/warmup, `stepwiser.train.warmup`), then GRPO from its model;
-- warmup: the format warm-up alone (the control);
+- warmup: the format warm-up alone (the control); with `warmup_analysis` policy its analyses are the chunk
+  policy's own steps (`stepwiser.train.warmup_policy`, engine `warmup_engine`);
 - rft (`stepwiser.train.rft`): needs a generation engine on the model (the CLI builds it from --engine);
 - disc-sft (`stepwiser.train.disc`): on `judge-data --format disc` records.
 
@@ -18,7 +19,7 @@ from stepwiser.data.judge_examples import load_judge_examples, shuffled_labels
 from stepwiser.errors import StepwiserError
 from stepwiser.train.disc import load_disc_records, shuffled_disc_labels, train_disc_sft
 from stepwiser.train.dist import barrier, is_main
-from stepwiser.train.grpo import train_grpo
+from stepwiser.train.grpo import stopped_reason, train_grpo
 from stepwiser.train.judge_config import GRPO_METHODS, JudgeTrainConfig
 from stepwiser.train.judge_metrics import read_metrics, summarize_metrics
 from stepwiser.train.rft import train_rft
@@ -32,8 +33,11 @@ def clear_output(out: Path) -> None:
     barrier()
 
 
-def train_judge(cfg: JudgeTrainConfig, engine=None, overwrite: bool = False, show: bool = True) -> Path:
-    """Run `cfg.method` on `cfg.data`; return the judge model folder (cfg.out/final)."""
+def train_judge(cfg: JudgeTrainConfig, engine=None, overwrite: bool = False, show: bool = True,
+                warmup_engine=None) -> Path:
+    """Run `cfg.method` on `cfg.data`; return the judge model folder (cfg.out/final). `warmup_engine`: the
+    chunk policy of a policy-written warm-up (`warmup_analysis` policy; an Engine or a factory; default: hf
+    on `warmup_policy`)."""
     if not cfg.data:
         raise StepwiserError("no training data: give --data (a judge-data folder or JSONL file)")
     out = Path(cfg.out)
@@ -46,7 +50,7 @@ def train_judge(cfg: JudgeTrainConfig, engine=None, overwrite: bool = False, sho
     if cfg.shuffle_labels and cfg.method != "warmup":
         examples = shuffled_labels(examples, cfg.seed)
     if cfg.method == "warmup":
-        return train_warmup(cfg, examples, out, cfg.cot)
+        return train_warmup(cfg, examples, out, cfg.cot, warmup_engine)
     if cfg.method == "rft":
         if engine is None:
             raise StepwiserError("rft needs a generation engine to sample judgments")
@@ -55,10 +59,14 @@ def train_judge(cfg: JudgeTrainConfig, engine=None, overwrite: bool = False, sho
         raise StepwiserError(f"train-judge has no method {cfg.method!r}")
     init = None
     if cfg.format_warmup_steps:
-        init = str(train_warmup(cfg, examples, out / "warmup", cfg.cot))
+        init = str(train_warmup(cfg, examples, out / "warmup", cfg.cot, warmup_engine))
     return train_grpo(cfg, examples, init_model=init, show=show)
 
 
 def run_summary(cfg: JudgeTrainConfig) -> dict:
-    """The last logged GRPO metrics of the run (empty for the SFT methods)."""
-    return summarize_metrics(read_metrics(cfg.out)) if cfg.method in GRPO_METHODS else {}
+    """The last logged GRPO metrics of the run, and why it stopped early if it did (empty for the SFT
+    methods)."""
+    if cfg.method not in GRPO_METHODS:
+        return {}
+    stopped = stopped_reason(cfg.out)
+    return {**summarize_metrics(read_metrics(cfg.out)), **({"stopped": stopped} if stopped else {})}

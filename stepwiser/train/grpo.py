@@ -22,6 +22,7 @@ merged) with its tokenizer and ``stepwiser_judge.json``, usable by every engine.
 """
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import time
@@ -38,6 +39,7 @@ from stepwiser.judges.prompts import judge_messages
 from stepwiser.train.dist import barrier, is_main, world_size
 from stepwiser.train.judge_config import GRPO_METHODS, JudgeTrainConfig, manifest_config
 from stepwiser.train.judge_metrics import (
+    collapse_callback,
     metrics_callbacks,
     plot_metrics,
     read_metrics,
@@ -296,7 +298,8 @@ def train_grpo(cfg: JudgeTrainConfig, examples: list[JudgeExample], init_model: 
         write_judge_meta(out, "generative", **meta)
     base = resolve_model(init_model or cfg.model)
     callbacks = _validation_callbacks(cfg, metrics, show)
-    trainer = make_grpo_trainer(cfg, base, grpo_rows(examples, cfg.cot), reward, callbacks)
+    watch = collapse_callback(cfg.collapse_threshold, cfg.collapse_action)
+    trainer = make_grpo_trainer(cfg, base, grpo_rows(examples, cfg.cot), reward, [*callbacks, watch])
     check_sharding(trainer, callbacks)
     _drop_default_progress(trainer)
     start = time.time()
@@ -308,8 +311,17 @@ def train_grpo(cfg: JudgeTrainConfig, examples: list[JudgeExample], init_model: 
         plot_metrics(rows, out / "metrics.png", f"{cfg.method} {cfg.model} lr {cfg.learning_rate:g}")
         manifest.finish({"examples": len(examples), "steps": trainer.state.global_step,
                          "train_loss": round(result.training_loss, 6), "seconds": round(time.time() - start, 1),
-                         "resumed_from": last, "final": str(final), **summarize_metrics(rows)})
+                         "resumed_from": last, "final": str(final), **summarize_metrics(rows),
+                         **({"stopped": watch.stopped} if watch.stopped else {})})
     return final
+
+
+def stopped_reason(out: str | Path) -> str | None:
+    """Why a finished GRPO run in `out` stopped before its planned steps (the collapse watch), or None."""
+    path = Path(out) / "manifest.json"
+    if not path.exists():
+        return None
+    return json.loads(path.read_text(encoding="utf-8")).get("summary", {}).get("stopped")
 
 
 def _drop_default_progress(trainer) -> None:

@@ -30,7 +30,8 @@ MANIFEST_NAMES = {"format_warmup_steps": "warmup_steps", "format_warmup_lr": "wa
 WARMUP_ANALYSES = ("template", "policy")
 # fields added after runs were made: left out of the manifest while at their defaults, so earlier runs resume
 LATER_FIELDS = ("warmup_analysis", "warmup_policy", "warmup_policy_samples", "warmup_policy_temperature",
-                "warmup_policy_max_tokens")
+                "warmup_policy_max_tokens", "collapse_threshold", "collapse_action")
+COLLAPSE_ACTIONS = ("warn", "stop")
 
 
 @dataclass
@@ -88,6 +89,11 @@ class JudgeTrainConfig(ModelTrainOptions):
     vllm_tensor_parallel_size: int = option(1, "vllm-mode colocate: tensor parallel size.")
     vllm_max_model_length: int | None = option(None, "vLLM context length [default: the model's].")
     log_completions: bool = option(False, "GRPO: print sample completions when logging.")
+    collapse_threshold: float | None = option(None, "GRPO collapse watch: act when the share of prompt groups "
+                                                    "with zero reward variance, averaged over the last 3 "
+                                                    "generation batches, reaches this (e.g. 0.9) [default: off].")
+    collapse_action: str = option("warn", "GRPO collapse watch: warn, or stop (end training cleanly: final model "
+                                          "saved, the summary says why).", choices=COLLAPSE_ACTIONS)
     # validation during GRPO: greedy judgments of the validation split every `eval_steps` (0: off)
     eval_steps: int = option(0, "GRPO: judge the validation split (greedy) every N steps and at step 0 (0: off).")
     val_data: str | None = option(None, "Validation examples [default: val.jsonl of the --data folder].", path="any")
@@ -170,6 +176,8 @@ class JudgeTrainConfig(ModelTrainOptions):
             raise ValueError("need 0 < top_p <= 1 and positive temperatures")
         if not 0 <= self.lr_warmup_ratio < 1 or not 0 <= self.lora_dropout < 1:
             raise ValueError("lr_warmup_ratio and lora_dropout must be in [0, 1)")
+        if self.collapse_threshold is not None and not 0 < self.collapse_threshold <= 1:
+            raise ValueError(f"collapse_threshold must be in (0, 1], got {self.collapse_threshold}")
         if self.use_vllm and self.vllm_mode == "server" and not self.vllm_server_base_url:
             raise ValueError("vllm_mode server needs vllm_server_base_url (e.g. http://localhost:8000)")
 

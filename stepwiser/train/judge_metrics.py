@@ -152,6 +152,46 @@ def metrics_callbacks(path: Path, show: bool = True, val_examples=None, eval_ste
     return MetricsToJsonl(), CompactProgress()
 
 
+COLLAPSE_WINDOW = 3   # generation batches averaged by the collapse watch
+
+
+def collapse_callback(threshold: float | None, action: str = "warn"):
+    """The collapse watch: when the share of prompt groups with zero reward variance (no gradient), averaged
+    over the last `COLLAPSE_WINDOW` generation batches, reaches `threshold`, warn (`action` "warn", once per
+    batch) or end training cleanly ("stop": the Trainer stops after this step, the final model is saved).
+    The callback's `stopped` then says why (None while training goes on). `threshold` None: off.
+
+    Widening the batch (more prompts per generation) is not offered: TRL fixes the generation batch and its
+    sampler when training starts, and the prompts of each batch are already drawn afresh from the whole set."""
+    import warnings
+
+    from transformers import TrainerCallback
+
+    class CollapseWatch(TrainerCallback):
+        def __init__(self):
+            self.seen: list[float] = []
+            self.stopped: str | None = None
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            share = (logs or {}).get("frac_reward_zero_std")
+            if threshold is None or share is None:
+                return
+            self.seen.append(float(share))
+            window = self.seen[-COLLAPSE_WINDOW:]
+            mean = sum(window) / len(window)
+            if len(window) < COLLAPSE_WINDOW or mean < threshold:
+                return
+            why = (f"collapse: {mean:.2f} of the prompt groups had zero reward variance over the last "
+                   f"{COLLAPSE_WINDOW} generation batches (threshold {threshold:g}) at step {state.global_step}")
+            if action == "stop":
+                self.stopped = why
+                control.should_training_stop = True
+            if state.is_world_process_zero:
+                warnings.warn(f"train-judge: {why}" + ("; stopping" if action == "stop" else ""), stacklevel=2)
+
+    return CollapseWatch()
+
+
 def read_metrics(out: str | os.PathLike) -> list[dict]:
     path = Path(out) / "metrics.jsonl"
     return [o for _, o in iter_jsonl(path)] if path.exists() else []

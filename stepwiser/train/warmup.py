@@ -26,10 +26,10 @@ from stepwiser.core.arith import chunk_values
 from stepwiser.io.records import content_hash
 from stepwiser.judges.base import JudgeItem
 from stepwiser.judges.prompts import judge_messages
+from stepwiser.train.dist import is_main
 from stepwiser.train.grpo import judge_item
 from stepwiser.train.judge_config import JudgeTrainConfig
 from stepwiser.train.judge_sft import run_judge_sft, sft_config, write_data
-from stepwiser.train.dist import is_main
 from stepwiser.train.warmup_policy import policy_steps
 
 _SENTENCE = re.compile(r"(.+?[.!?:])(\s|$)", re.DOTALL)

@@ -7,8 +7,8 @@ from the same point. `warmup_policy_samples` steps are drawn per example with a 
 example's text (results do not depend on batching); the distinct non-empty ones are kept, in order.
 
 Nothing but the policy's text goes into a step: no reference answer, label, Q-value or value computed
-here. A step is the chunk's inner text on one line, with any `\\boxed{X}` written as `X`, so that the
-judgment's only box is its verdict.
+here. A step is the chunk's inner text on one line, with any `\\boxed{X}` written as `X` (and an unclosed
+`\\boxed{` dropped), so that the judgment's only box is its verdict.
 
 The steps are written to `policy_steps.jsonl` in the warm-up folder (one record per example: its id,
 the prefix, the policy's raw texts and the steps), which is also a cache: a rerun with the same policy
@@ -22,13 +22,11 @@ from pathlib import Path
 from stepwiser.core.boxed import unwrap
 from stepwiser.core.chunks import CLOSE, continuation_prefix, parse_chunks, strip_tags
 from stepwiser.data.prompts import policy_messages
-from stepwiser.engines import Request, SamplingParams, as_engine, make_engine
+from stepwiser.engines import Engine, Request, SamplingParams, as_engine, make_engine
 from stepwiser.io.records import content_hash, iter_jsonl, request_seed, write_jsonl
 from stepwiser.judges.base import JudgeItem
 
 STEPS_FILE = "policy_steps.jsonl"
-
-
 _BOX = re.compile(r"\\(?:boxed|fbox)\s*\{((?:[^{}]|\{[^{}]*\})*)\}")
 
 
@@ -45,7 +43,8 @@ def policy_step(text: str, style: str = "tags") -> str:
     text itself), boxes unwrapped, on one line; '' when there is none."""
     chunks = parse_chunks(text, style)
     step = chunks[0] if chunks else strip_tags(text)
-    return re.sub(r"\s+", " ", unbox(step)).strip()
+    step = re.sub(r"\\(?:boxed|fbox)\s*\{?", "", unbox(step))   # an unclosed box too: the verdict's is the only one
+    return re.sub(r"\s+", " ", step).strip()
 
 
 def generation_settings(cfg) -> dict:
@@ -81,9 +80,9 @@ def draw_steps(engine, items: list[JudgeItem], styles: list[str], settings: dict
 
 
 def policy_steps(cfg, items: list[JudgeItem], styles: list[str], out: Path, engine=None) -> list[list[str]]:
-    """The policy's distinct steps for each item, drawn with `engine` (an Engine or a factory; default: an
-    hf engine on `cfg.warmup_policy`) for the items not in out/policy_steps.jsonl yet; the file is then
-    rewritten with this run's items."""
+    """The policy's distinct steps for each item, drawn with `engine` (an Engine, left open; or a factory,
+    whose engine is closed after drawing; default: an hf engine on `cfg.warmup_policy`) for the items not in
+    out/policy_steps.jsonl yet; the file is then rewritten with this run's items."""
     settings = generation_settings(cfg)
     path = out / STEPS_FILE
     cached = {r["id"]: r for _, r in iter_jsonl(path)} if path.exists() else {}
@@ -93,8 +92,8 @@ def policy_steps(cfg, items: list[JudgeItem], styles: list[str], out: Path, engi
         first.setdefault(x, i)
     todo = [i for x, i in first.items() if x not in cached]
     if todo:
-        built = engine is None
-        eng = make_engine("hf", cfg.warmup_policy) if built else as_engine(engine)
+        built = not isinstance(engine, Engine)   # built here (or by a factory): closed after drawing
+        eng = make_engine("hf", cfg.warmup_policy) if engine is None else as_engine(engine)
         try:
             cached.update((r["id"], r) for r in draw_steps(eng, [items[i] for i in todo],
                                                            [styles[i] for i in todo], settings))
