@@ -1,5 +1,5 @@
 """A synthetic judge task whose label is learnable from the input, a label-agnostic format warm-up and a
-short GRPO run of a micro judge (tests/test_judge_learning.py)."""
+short GRPO run of a micro judge (tests/train/test_judge_learning.py)."""
 from __future__ import annotations
 
 import os

@@ -206,7 +206,7 @@ def make_grpo_trainer(cfg: JudgeTrainConfig, model_path: str, rows: list[dict], 
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     if not tokenizer.chat_template:
         raise StepwiserError(f"model {cfg.model!r} has no chat template; the judge prompt is a chat")
-    check_micro_coverage(tokenizer, rows, cfg.model)
+    rows = check_micro_coverage(tokenizer, rows, cfg.model)
     args = grpo_args(cfg)  # before the model: under DeepSpeed ZeRO-3 it makes from_pretrained shard the weights
     model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
     reward = reward or JudgeReward(cot=cfg.cot, format_penalty=cfg.format_penalty)

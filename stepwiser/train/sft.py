@@ -240,15 +240,35 @@ def peft_config_of(cfg: SFTTrainConfig):
                       target_modules=cfg.lora_target_modules, task_type="CAUSAL_LM")
 
 
-def check_micro_coverage(tokenizer, examples: list[dict], model: str) -> None:
-    """A micro model's training texts must be in its vocabulary: CoverageError naming the unknown
-    pieces, never silent <unk> (no-op for other tokenizers)."""
-    from stepwiser.models.micro import check_coverage
+MAX_UNCOVERED_SHARE = 0.01   # a micro model's training records with unknown pieces: skipped up to this share
 
+
+def check_micro_coverage(tokenizer, examples: list[dict], model: str,
+                         max_share: float = MAX_UNCOVERED_SHARE) -> list[dict]:
+    """The examples a micro model's vocabulary covers (all of them for other tokenizers). Records with
+    pieces outside it (a word of the policy's own text at a line start, say) are skipped and counted on
+    stderr up to `max_share` of the records; more is a CoverageError naming the pieces, never silent <unk>."""
+    import sys
+
+    from stepwiser.models.micro import CoverageError, check_coverage, is_micro, unknown_pieces
+
+    if not is_micro(tokenizer):
+        return examples
     found = [(i, m["content"]) for i, e in enumerate(examples) for key in ("messages", "prompt", "completion")
              if isinstance(e.get(key), list) for m in e[key] if isinstance(m.get("content"), str)]
-    check_coverage(tokenizer, [t for _, t in found], what=f"the training data of the micro model {model!r}",
-                   names=[f"record {i}" for i, _ in found])
+    pieces, where = unknown_pieces(tokenizer, [t for _, t in found])
+    bad = sorted({found[j][0] for j in where})
+    if not bad:
+        return examples
+    if len(bad) > max_share * len(examples):
+        check_coverage(tokenizer, [t for _, t in found], what=f"the training data of the micro model {model!r}",
+                       names=[f"record {i}" for i, _ in found])
+        raise CoverageError(f"{len(bad)} records of the training data of {model!r} hold unknown pieces")
+    shown = ", ".join(repr(p) for p, _ in pieces.most_common(8))
+    print(f"stepwiser: skipped {len(bad)} of {len(examples)} training records of the micro model {model!r} with "
+          f"pieces outside its vocabulary ({shown})", file=sys.stderr)
+    drop = set(bad)
+    return [e for i, e in enumerate(examples) if i not in drop]
 
 
 def make_trainer(cfg: SFTTrainConfig, examples: list[dict], callbacks=()):
@@ -266,7 +286,7 @@ def make_trainer(cfg: SFTTrainConfig, examples: list[dict], callbacks=()):
         raise StepwiserError(f"model {cfg.model!r} has no chat template; SFT needs a chat model")
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    check_micro_coverage(tokenizer, examples, cfg.model)
+    examples = check_micro_coverage(tokenizer, examples, cfg.model)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     trainer_cls = CPUSFTTrainer if not has_accelerator() else SFTTrainer
     return trainer_cls(model=model, args=sft_args(cfg, world_size()),

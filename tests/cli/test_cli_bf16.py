@@ -6,7 +6,7 @@ from click.testing import CliRunner
 
 from stepwiser.cli import cli
 
-RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "micro-policy.yaml"
+RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "micro-policy.yaml"
 
 
 @pytest.fixture

@@ -188,3 +188,15 @@ def test_pieces_a_model_writes_back_to_back_re_encode_without_unk():
         assert tok.unk_token_id not in ids and tok.decode(ids) == text
     assert unknown_pieces(tok, [" ischeck"])[0] == {}
     assert unknown_pieces(tok, [" ahoy"])[0] == {" ahoy": 1}
+
+
+def test_a_few_uncovered_training_records_are_skipped_and_counted(tok, capsys):
+    from stepwiser.train.sft import check_micro_coverage
+
+    good = {"prompt": policy_messages("Tom has 3 pencils."), "completion": [{"role": "assistant", "content": "<chunk>3 + 4 = 7.</chunk>"}]}
+    bad = {"messages": [{"role": "user", "content": GSM8K}, {"role": "assistant", "content": "72"}]}
+    kept = check_micro_coverage(tok, [good] * 199 + [bad], "m", max_share=0.01)
+    assert kept == [good] * 199
+    assert "skipped 1 of 200 training records" in capsys.readouterr().err
+    with pytest.raises(CoverageError):
+        check_micro_coverage(tok, [good] * 98 + [bad] * 2, "m", max_share=0.01)

@@ -12,7 +12,7 @@ from stepwiser.stages.eval_processbench import ProcessBenchConfig, run_processbe
 from stepwiser.judges.reference import LabelPrior
 from stepwiser.data.synth import generate_bench
 
-FIXTURES = Path(__file__).parent / "fixtures" / "processbench"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "processbench"
 
 
 def _preds(tmp_path, rows, name="preds.jsonl"):

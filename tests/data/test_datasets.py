@@ -12,7 +12,7 @@ from stepwiser.data.datasets import load_problems, load_processbench
 from stepwiser.errors import StepwiserError
 from stepwiser.io.records import Problem, RecordError, content_hash
 
-FIX = Path(__file__).parent / "fixtures"
+FIX = Path(__file__).parents[1] / "fixtures"
 
 
 # --------------------------------------------------------------------------- generic JSON / JSONL

@@ -182,7 +182,7 @@ def test_recipes_build_configs_with_several_optimiser_steps_per_generation(name)
 
     from stepwiser.cli.options import make_config
 
-    recipe = Path(__file__).resolve().parents[1] / "recipes" / f"judge-grpo-{name}.yaml"
+    recipe = Path(__file__).resolve().parents[2] / "recipes" / f"judge-grpo-{name}.yaml"
     cfg = make_config(JudgeTrainConfig, str(recipe), "train_judge", {"lr": 3e-6} if name == "micro" else {})
     assert cfg.method == "grpo" and cfg.trl_steps_per_generation == 4 * cfg.grad_accum
     assert (cfg.epsilon, cfg.epsilon_high, cfg.beta, cfg.loss_type) == (0.2, 0.28, 0.0, "dapo")
@@ -272,7 +272,7 @@ def test_cli_grpo_run_logs_every_metric_and_writes_a_judge(tiny_model_dir, tmp_p
     assert [r["step"] for r in rows] == [1, 2, 3]
     seen = set().union(*rows)
     assert set(NAMED) <= seen, set(NAMED) - seen
-    assert rows[0]["unparsed"] == 1.0 and rows[0]["reward"] == 0.0   # a random model never gives a verdict
+    assert rows[0]["unparsed"] == 1.0 and rows[0]["reward"] == -1.0   # a random model never gives a verdict: format penalty
     assert rows[0]["clip_high"] == 0.0 and rows[0]["clip_low"] == 0.0  # first step of a batch: on-policy
     assert "generation_s" in rows[2] and "generation_s" not in rows[1]  # batches generated at steps 1 and 3
     AutoModelForCausalLM.from_pretrained(final)

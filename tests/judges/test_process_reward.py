@@ -17,7 +17,7 @@ from stepwiser.judges.process_reward import (
     response_from_query,
     score_responses,
 )
-from tests.fakes import FakeEngine
+from fakes import FakeEngine
 
 
 def chunk_of(prompt: str) -> str:

@@ -25,7 +25,7 @@ from stepwiser.train.judge_sft import sft_config
 from stepwiser.train.rft import rft_conversations
 from stepwiser.train.sft import SFTTrainConfig
 
-RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "judge-grpo-micro.yaml"
+RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "judge-grpo-micro.yaml"
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from stepwiser.judges.process_reward import (
 )
 from stepwiser.stages.serve import ServeConfig, ThreadServer
 from stepwiser.stages.serve_app import make_app
-from tests.test_process_reward import BAD2, GOOD, UNP, fake_judge, tags
+from test_process_reward import BAD2, GOOD, UNP, fake_judge, tags
 
 CHATML = "<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n"
 

@@ -7,7 +7,7 @@ from eval_data import records
 
 from stepwiser.cli import main
 
-FIXTURES = Path(__file__).parent / "fixtures" / "processbench"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "processbench"
 
 
 def _run(tmp_path, *args):
