@@ -31,7 +31,7 @@ class GenerativeJudge:
     naming the model (no fallback: a raw prompt would not be the prompt the judge was trained on)."""
 
     def __init__(self, engine: Engine, cot: bool = True, max_tokens: int | None = None, seed: int = 0,
-                 temperature: float | None = None):
+                 temperature: float | None = None, prompt: str = "full"):
         """`max_tokens`: most tokens per judgment; default 1024 with CoT, 32 for the bare verdict (the
         lengths `train-judge` uses)."""
         if max_tokens is None:
@@ -40,6 +40,7 @@ class GenerativeJudge:
             raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
         self.engine, self.cot, self.max_tokens, self.seed = engine, cot, max_tokens, seed
         self.temperature = temperature
+        self.prompt = prompt   # the judge prompt it was trained on (stepwiser_judge.json "prompt")
 
     def judge(self, items: list[JudgeItem], k: int = 1) -> list[Judgment]:
         """k samples per item: greedy for k = 1, temperature 1.0 for k > 1 (unless set)."""
@@ -49,7 +50,7 @@ class GenerativeJudge:
             return []
         temp = self.temperature if self.temperature is not None else (0.0 if k == 1 else 1.0)
         params = SamplingParams(n=k, temperature=temp, max_tokens=self.max_tokens, seed=self.seed)
-        reqs = [Request(messages=judge_messages(it, self.cot),
+        reqs = [Request(messages=judge_messages(it, self.cot, self.prompt),
                         seed=request_seed(self.seed, it.problem, it.history, it.chunk)) for it in items]
         out = []
         for comps in self.engine.generate(reqs, params):

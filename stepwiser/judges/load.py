@@ -41,4 +41,5 @@ def load_judge(model: str, engine_opts: dict | None = None, kind: str = "auto", 
     from stepwiser.engines import build_engine
     opts = engine_opts or {"engine": "hf"}
     use_cot = meta.get("cot", True) if cot is None else cot
-    return GenerativeJudge(build_engine(model, opts), cot=use_cot, max_tokens=max_tokens, seed=seed)
+    return GenerativeJudge(build_engine(model, opts), cot=use_cot, max_tokens=max_tokens, seed=seed,
+                           prompt=meta.get("prompt", "full"))

@@ -34,9 +34,21 @@ def format_history(history: list[str]) -> str:
     return "\n".join(f"Step {i}: {h.strip()}" for i, h in enumerate(history, 1))
 
 
-def judge_messages(item: JudgeItem, cot: bool = True) -> list[dict]:
-    """The chat messages of the judge prompt (one user turn; the chat template adds the rest)."""
-    body = (f"{_ROLE}\n\n{_COT_TASK if cot else _NOCOT_TASK}\n\n"
+JUDGE_PROMPTS = ("full", "compact")
+_COMPACT_TASK = {True: "First analyse the new chunk step by step, then give your judgment.",
+                 False: "Judge the new chunk only (assume the previous reasoning as given)."}
+
+
+def judge_messages(item: JudgeItem, cot: bool = True, prompt: str = "full") -> list[dict]:
+    """The chat messages of the judge prompt (one user turn; the chat template adds the rest).
+
+    `prompt`: full (the role and the task instructions, the paper's kind of prompt) or compact (one line of
+    task, then the same problem / previous reasoning / new chunk sections): for micro models, which
+    cannot read instructions, it halves the prompt and so the cost of every judge step."""
+    if prompt not in JUDGE_PROMPTS:
+        raise ValueError(f"judge prompt must be one of {', '.join(JUDGE_PROMPTS)}; got {prompt!r}")
+    head = f"{_ROLE}\n\n{_COT_TASK if cot else _NOCOT_TASK}" if prompt == "full" else _COMPACT_TASK[bool(cot)]
+    body = (f"{head}\n\n"
             f"### Problem\n{item.problem.strip()}\n\n"
             f"### Previous reasoning\n{format_history(item.history)}\n\n"
             f"### New chunk\n{item.chunk.strip()}\n\n### End of input")

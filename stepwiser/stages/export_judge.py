@@ -73,7 +73,7 @@ def run_meta(run: Path) -> dict:
     label_type = label_type_of(load_judge_examples(data)) if data and Path(data).exists() else None
     return {"kind": "generative", "cot": cfg.get("cot", method == "grpo"), "method": method,
             "label_type": label_type, "base_model": cfg.get("model"), "warmup": cfg.get("init_model") is not None,
-            "shuffled_labels": bool(cfg.get("shuffle_labels", False))}
+            "shuffled_labels": bool(cfg.get("shuffle_labels", False)), "prompt": cfg.get("judge_prompt", "full")}
 
 
 def _start_model(run: Path) -> str:

@@ -68,9 +68,9 @@ def judge_item(ex: JudgeExample) -> JudgeItem:
     return JudgeItem(problem=ex.problem, history=list(ex.history), chunk=ex.chunk)
 
 
-def grpo_rows(examples: list[JudgeExample], cot: bool = True) -> list[dict]:
+def grpo_rows(examples: list[JudgeExample], cot: bool = True, prompt: str = "full") -> list[dict]:
     """GRPOTrainer rows: a conversational prompt plus the `label` column the reward reads."""
-    return [{"prompt": judge_messages(judge_item(e), cot), "label": int(e.label), "key": e.key} for e in examples]
+    return [{"prompt": judge_messages(judge_item(e), cot, prompt), "label": int(e.label), "key": e.key} for e in examples]
 
 
 # --------------------------------------------------------------------------- rewards
@@ -247,11 +247,26 @@ def _open_run(cfg: JudgeTrainConfig, config: dict, overwrite: bool):
     return manifest
 
 
+def covered_validation(cfg: JudgeTrainConfig, val: list[JudgeExample]) -> list[JudgeExample]:
+    """The validation examples a micro judge's vocabulary covers (skipped ones counted on stderr, up to 1%)."""
+    if not val:
+        return val
+    from transformers import AutoTokenizer
+
+    from stepwiser.models.loading import resolve_model
+    from stepwiser.train.sft import check_micro_coverage
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(cfg.model))
+    rows = [{"prompt": judge_messages(judge_item(e), cfg.cot, cfg.judge_prompt), "index": i} for i, e in enumerate(val)]
+    return [val[r["index"]] for r in check_micro_coverage(tokenizer, rows, cfg.model, what="validation")]
+
+
 def _validation_callbacks(cfg: JudgeTrainConfig, metrics: Path, show: bool):
-    val = validation_examples(cfg)
+    val = covered_validation(cfg, validation_examples(cfg))
     if val and world_size() > 1 and is_main():
         print(f"train-judge: validation on rank 0 of {world_size()} processes; the others wait for it", flush=True)
-    return metrics_callbacks(metrics, show, val, cfg.eval_steps, cfg.cot, cfg.max_completion_length, cfg.seed)
+    return metrics_callbacks(metrics, show, val, cfg.eval_steps, cfg.cot, cfg.max_completion_length, cfg.seed,
+                             prompt=cfg.judge_prompt)
 
 
 def check_sharding(trainer, callbacks) -> None:
@@ -292,14 +307,14 @@ def train_grpo(cfg: JudgeTrainConfig, examples: list[JudgeExample], init_model: 
     ckdir, metrics = out / "checkpoints", out / "metrics.jsonl"
     last = get_last_checkpoint(str(ckdir)) if cfg.resume and ckdir.is_dir() else None
     meta = {"cot": cfg.cot, "method": cfg.method, "label_type": label_type_of(examples), "base_model": cfg.model,
-            "warmup": init_model is not None, "shuffled_labels": cfg.shuffle_labels}
+            "warmup": init_model is not None, "shuffled_labels": cfg.shuffle_labels, "prompt": cfg.judge_prompt}
     if is_main():   # the run's judge metadata, for `export-judge` of its checkpoints
         trim_metrics(metrics, int(last.rsplit("-", 1)[1]) if last else 0)
         write_judge_meta(out, "generative", **meta)
     base = resolve_model(init_model or cfg.model)
     callbacks = _validation_callbacks(cfg, metrics, show)
     watch = collapse_callback(cfg.collapse_threshold, cfg.collapse_action)
-    trainer = make_grpo_trainer(cfg, base, grpo_rows(examples, cfg.cot), reward, [*callbacks, watch])
+    trainer = make_grpo_trainer(cfg, base, grpo_rows(examples, cfg.cot, cfg.judge_prompt), reward, [*callbacks, watch])
     check_sharding(trainer, callbacks)
     _drop_default_progress(trainer)
     start = time.time()

@@ -16,6 +16,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from stepwiser.io.config import check_choices, field_default, option
+from stepwiser.judges.prompts import JUDGE_PROMPTS
 from stepwiser.train.sft import PACKING_RULE, ModelTrainOptions
 
 METHODS = ("grpo", "grpo-nocot", "rft", "disc-sft", "warmup")
@@ -30,7 +31,7 @@ MANIFEST_NAMES = {"format_warmup_steps": "warmup_steps", "format_warmup_lr": "wa
 WARMUP_ANALYSES = ("template", "policy")
 # fields added after runs were made: left out of the manifest while at their defaults, so earlier runs resume
 LATER_FIELDS = ("warmup_analysis", "warmup_policy", "warmup_policy_samples", "warmup_policy_temperature",
-                "warmup_policy_max_tokens", "collapse_threshold", "collapse_action")
+                "warmup_policy_max_tokens", "collapse_threshold", "collapse_action", "judge_prompt")
 COLLAPSE_ACTIONS = ("warn", "stop")
 
 
@@ -53,6 +54,10 @@ class JudgeTrainConfig(ModelTrainOptions):
                          choices=METHODS)
     cot: bool | None = option(None, "Judgment format (warmup only; the other methods fix it) [default: cot, "
                                     "no-cot for grpo-nocot].")
+    judge_prompt: str = option("full", "Judge prompt: full (role and task instructions) or compact (one line of "
+                                       "task, then problem / previous reasoning / new chunk; about half the "
+                                       "tokens, for micro models). Recorded in the judge's stepwiser_judge.json, "
+                                       "which every engine and `load_judge` follow.", choices=JUDGE_PROMPTS)
     data: str | None = option(None, "A judge-data output folder (its train.jsonl) or a JSONL file.", path="any")
     lr: float | None = option(None, "Learning rate [default: 1e-6 GRPO (paper), 1e-5 SFT methods (paper)].")
     epochs: float = option(1.0, "Training epochs.")

@@ -71,7 +71,8 @@ def _append(path: Path, rec: dict) -> None:
         f.write(json.dumps(rec) + "\n")
 
 
-def validate(model, tokenizer, examples, cot: bool, max_tokens: int, seed: int = 0, batch_size: int = 64) -> dict:
+def validate(model, tokenizer, examples, cot: bool, max_tokens: int, seed: int = 0, batch_size: int = 64,
+             prompt: str = "full") -> dict:
     """Greedy (k = 1) judgments of `examples` by an in-memory model, scored against their labels."""
     from stepwiser.engines.hf import HFEngine
     from stepwiser.judges.base import JudgeItem
@@ -81,7 +82,7 @@ def validate(model, tokenizer, examples, cot: bool, max_tokens: int, seed: int =
     model.eval()
     try:
         engine = HFEngine("validation", hf_model=model, tokenizer=tokenizer, batch_size=batch_size)
-        judge = GenerativeJudge(engine, cot=cot, max_tokens=max_tokens, seed=seed)
+        judge = GenerativeJudge(engine, cot=cot, max_tokens=max_tokens, seed=seed, prompt=prompt)
         res = judge.judge([JudgeItem(e.problem, list(e.history), e.chunk) for e in examples], k=1)
     finally:
         model.train(was_training)
@@ -91,7 +92,7 @@ def validate(model, tokenizer, examples, cot: bool, max_tokens: int, seed: int =
 
 
 def metrics_callbacks(path: Path, show: bool = True, val_examples=None, eval_steps: int = 0, cot: bool = True,
-                      max_tokens: int = 1024, seed: int = 0):
+                      max_tokens: int = 1024, seed: int = 0, prompt: str = "full"):
     """Callbacks: write metrics.jsonl and time steps; validate every `eval_steps` (and before the first
     step); print one compact line per logged step instead of the raw log dict.
 
@@ -110,7 +111,7 @@ def metrics_callbacks(path: Path, show: bool = True, val_examples=None, eval_ste
 
             t0 = time.perf_counter()
             with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bool(args.bf16)):
-                res = validate(model, tokenizer, examples, cot, max_tokens, seed)
+                res = validate(model, tokenizer, examples, cot, max_tokens, seed, prompt=prompt)
             rec = {"step": state.global_step, "time": round(time.time(), 1), "val_seconds":
                    round(time.perf_counter() - t0, 1), **{f"val_{k}": v for k, v in res.items()}}
             _append(path, rec)

@@ -37,7 +37,7 @@ def rft_sample(examples, judge: GenerativeJudge, k: int, path: Path, batch: int 
     return [got[e.key] for e in examples]
 
 
-def rft_conversations(examples, samples: list[dict], balance: bool = True, seed: int = 0) -> tuple[list[dict], dict]:
+def rft_conversations(examples, samples: list[dict], balance: bool = True, seed: int = 0, prompt: str = "full") -> tuple[list[dict], dict]:
     """SFT conversations from the sampled judgments whose verdict equals the label (distinct texts per
     example); with `balance`, the label with more kept judgments is down-sampled to the other's count
     (when one label kept none, nothing is dropped: `stats` shows the imbalance)."""
@@ -51,7 +51,7 @@ def rft_conversations(examples, samples: list[dict], balance: bool = True, seed:
                                  "be in the order of the examples (as rft_sample returns them)")
         n_samples += len(s["texts"])
         for text in dict.fromkeys(t for t in s["texts"] if parse_verdict(t) == ex.label):
-            kept[ex.label].append({"prompt": judge_messages(judge_item(ex), True),
+            kept[ex.label].append({"prompt": judge_messages(judge_item(ex), True, prompt),
                                    "completion": [{"role": "assistant", "content": text}]})
     stats = {"sampled": n_samples, "kept_positive": len(kept[1]), "kept_negative": len(kept[0])}
     if balance and kept[0] and kept[1]:
@@ -69,16 +69,16 @@ def train_rft(cfg: JudgeTrainConfig, examples, engine, show: bool = True) -> tup
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     judge = GenerativeJudge(engine, cot=True, max_tokens=cfg.rft_max_tokens, seed=cfg.seed,
-                            temperature=cfg.rft_temperature)
+                            temperature=cfg.rft_temperature, prompt=cfg.judge_prompt)
     tag = content_hash({"model": cfg.model, "k": cfg.rft_k, "max_tokens": cfg.rft_max_tokens,
                         "temperature": cfg.rft_temperature, "seed": cfg.seed})
     samples = rft_sample(examples, judge, cfg.rft_k, out / f"rft_samples-{tag}.jsonl", show=show)
-    rows, stats = rft_conversations(examples, samples, cfg.rft_balance, cfg.seed)
+    rows, stats = rft_conversations(examples, samples, cfg.rft_balance, cfg.seed, cfg.judge_prompt)
     if not rows:
         raise StepwiserError(f"RFT kept no judgment: none of the {stats['sampled']} sampled verdicts matched its "
                              "label (warm the judge up first, or raise --rft-k / --rft-max-tokens)")
     data = write_data(out / "rft_data.jsonl", rows)
     final = run_judge_sft(sft_config(cfg, out, data), "train-judge", "generative", cot=True, method="rft",
                           label_type=label_type_of(examples), base_model=cfg.model, rft=stats,
-                          shuffled_labels=cfg.shuffle_labels)
+                          shuffled_labels=cfg.shuffle_labels, prompt=cfg.judge_prompt)
     return final, stats

@@ -244,7 +244,7 @@ MAX_UNCOVERED_SHARE = 0.01   # a micro model's training records with unknown pie
 
 
 def check_micro_coverage(tokenizer, examples: list[dict], model: str,
-                         max_share: float = MAX_UNCOVERED_SHARE) -> list[dict]:
+                         max_share: float = MAX_UNCOVERED_SHARE, what: str = "training") -> list[dict]:
     """The examples a micro model's vocabulary covers (all of them for other tokenizers). Records with
     pieces outside it (a word of the policy's own text at a line start, say) are skipped and counted on
     stderr up to `max_share` of the records; more is a CoverageError naming the pieces, never silent <unk>."""
@@ -261,11 +261,11 @@ def check_micro_coverage(tokenizer, examples: list[dict], model: str,
     if not bad:
         return examples
     if len(bad) > max_share * len(examples):
-        check_coverage(tokenizer, [t for _, t in found], what=f"the training data of the micro model {model!r}",
+        check_coverage(tokenizer, [t for _, t in found], what=f"the {what} data of the micro model {model!r}",
                        names=[f"record {i}" for i, _ in found])
-        raise CoverageError(f"{len(bad)} records of the training data of {model!r} hold unknown pieces")
+        raise CoverageError(f"{len(bad)} records of the {what} data of {model!r} hold unknown pieces")
     shown = ", ".join(repr(p) for p, _ in pieces.most_common(8))
-    print(f"stepwiser: skipped {len(bad)} of {len(examples)} training records of the micro model {model!r} with "
+    print(f"stepwiser: skipped {len(bad)} of {len(examples)} {what} records of the micro model {model!r} with "
           f"pieces outside its vocabulary ({shown})", file=sys.stderr)
     drop = set(bad)
     return [e for i, e in enumerate(examples) if i not in drop]

@@ -87,14 +87,15 @@ def warmup_completion(item: JudgeItem, cot: bool = True, seed: int = 0, steps: l
     return "\n".join(lines) + f"\n{boxed}"
 
 
-def warmup_conversations(examples, cot: bool = True, seed: int = 0, steps: list | None = None) -> list[dict]:
+def warmup_conversations(examples, cot: bool = True, seed: int = 0, steps: list | None = None,
+                         prompt: str = "full") -> list[dict]:
     """Prompt-completion conversations of the format warm-up (labels are not read); `steps`: the policy's
     steps of each example (the policy-written analyses)."""
     rows = []
     for k, ex in enumerate(examples):
         item = judge_item(ex)
         text = warmup_completion(item, cot, seed, None if steps is None else steps[k])
-        rows.append({"prompt": judge_messages(item, cot), "completion": [{"role": "assistant", "content": text}]})
+        rows.append({"prompt": judge_messages(item, cot, prompt), "completion": [{"role": "assistant", "content": text}]})
     return rows
 
 
@@ -111,10 +112,11 @@ def policy_rows(cfg: JudgeTrainConfig, examples, out: Path, cot: bool, engine=No
     if not is_main():
         return []
     if not cot:   # a bare verdict has no analysis: no policy needed
-        return warmup_conversations(examples, cot, cfg.seed)
+        return warmup_conversations(examples, cot, cfg.seed, prompt=cfg.judge_prompt)
     items = [judge_item(ex) for ex in examples]
     styles = [ex.extra.get("chunk_style", "tags") for ex in examples]
-    return warmup_conversations(examples, cot, cfg.seed, policy_steps(cfg, items, styles, out, engine))
+    return warmup_conversations(examples, cot, cfg.seed, policy_steps(cfg, items, styles, out, engine),
+                                prompt=cfg.judge_prompt)
 
 
 def train_warmup(cfg: JudgeTrainConfig, examples, out: Path, cot: bool, policy_engine=None) -> Path:
@@ -127,8 +129,8 @@ def train_warmup(cfg: JudgeTrainConfig, examples, out: Path, cot: bool, policy_e
         used = warmup_subset(examples, None if cfg.packing or not steps else steps * cfg.global_batch, cfg.seed)
         rows = policy_rows(cfg, used, out, cot, policy_engine)
     else:
-        rows = warmup_conversations(examples, cot, cfg.seed)
+        rows = warmup_conversations(examples, cot, cfg.seed, prompt=cfg.judge_prompt)
     data = write_data(out / "warmup_data.jsonl", rows)
     scfg = sft_config(cfg, out, data, lr=cfg.format_warmup_lr, max_steps=steps)
     return run_judge_sft(scfg, "train-judge-warmup", "generative", cot=cot, method="warmup", label_type=None,
-                         base_model=cfg.model, label_agnostic=True)
+                         base_model=cfg.model, label_agnostic=True, prompt=cfg.judge_prompt)

@@ -1,0 +1,287 @@
+"""`stepwiser run`'s engine (stepwiser.stages.run): order, skip on rerun, --set/--only/--from, failures,
+kills and resume. Steps are tiny: `data synth --n 5` and a Python script written into tmp_path."""
+from __future__ import annotations
+
+import fcntl
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from rich.console import Console
+
+from stepwiser.cli.run import resolve_command
+from stepwiser.errors import StepwiserError
+from stepwiser.stages.run import RunConfig, StepFailed, run_recipe
+from stepwiser.stages.run_recipe import RecipeError, load_plan, parse_overrides
+
+SCRIPT = '''
+import argparse, os, sys, time
+p = argparse.ArgumentParser()
+p.add_argument("--out", required=True)
+p.add_argument("--n", type=int, default=3)
+p.add_argument("--sleep", type=float, default=0.0)
+p.add_argument("--fail", type=int, default=0)
+p.add_argument("--tag", default="")
+a = p.parse_args()
+with open(a.out + ".starts", "a") as f:
+    f.write(os.environ["STEPWISER_OVERWRITE"] + "\\n")
+if a.fail:
+    print("boom: failing on purpose", flush=True)
+    sys.exit(a.fail)
+if os.environ["STEPWISER_OVERWRITE"] == "1" and os.path.exists(a.out):
+    os.remove(a.out)
+done = open(a.out).read().splitlines() if os.path.exists(a.out) else []
+with open(a.out, "a") as f:
+    for i in range(len(done), a.n):
+        time.sleep(a.sleep)
+        f.write(f"item {i} {a.tag}\\n")
+        f.flush()
+print("script done", len(done), "resumed", flush=True)
+'''
+
+
+def make_recipe(tmp_path: Path, script_opts: dict | None = None, extra: list | None = None) -> Path:
+    script = tmp_path / "work.py"
+    script.write_text(SCRIPT)
+    steps = [
+        {"name": "a", "command": "data synth", "options": {"n": 5, "seed": 1, "out": "{out}/a.jsonl"},
+         "estimate_s": 1},
+        {"name": "b", "command": "data synth",
+         "options": {"n": 5, "seed": 2, "exclude": ["{out}/a.jsonl"], "out": "{out}/b.jsonl"}},
+        {"name": "c", "script": str(script), "options": {"out": "{out}/c.txt", **(script_opts or {})}},
+        *(extra or []),
+    ]
+    recipe = {"run": {"out": str(tmp_path / "out"), "description": "a test recipe", "machine": "a test box",
+                      "results": ["{out}/c.txt"], "pages": {"problems": "{out}/a.jsonl"}},
+              "steps": steps}
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    return path
+
+
+def go(recipe: Path, **kw) -> tuple[dict, str]:
+    buf = io.StringIO()
+    summary = run_recipe(RunConfig(recipe=str(recipe), **kw), resolve=resolve_command,
+                         console=Console(file=buf, width=150))
+    return summary, buf.getvalue()
+
+
+def mtimes(out: Path) -> dict[str, float]:
+    return {p.name: p.stat().st_mtime_ns for p in (out / "a.jsonl", out / "b.jsonl", out / "c.txt")}
+
+
+def starts(out: Path) -> list[str]:
+    return (out / "c.txt.starts").read_text().split()
+
+
+def test_runs_in_order_then_does_nothing(tmp_path):
+    recipe = make_recipe(tmp_path)
+    out = tmp_path / "out"
+    summary, text = go(recipe)
+    assert summary["ran"] == ["a", "b", "c"] and summary["skipped"] == []
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["stage"] == "run" and m["complete"] and m["config_hash"]
+    started = [m["steps"][n]["started"] for n in "abc"]
+    assert started == sorted(started) and all(m["steps"][n]["complete"] for n in "abc")
+    assert (out / "c.txt").read_text().count("item") == 3
+    assert "a test box" in text and "item 2" in text          # overview; the results file printed
+    assert (out / "logs" / "a.log").read_text().count("data synth") >= 1
+    before, logs = mtimes(out), {p.name: p.read_text() for p in (out / "logs").iterdir()}
+    summary, text = go(recipe)
+    assert summary["ran"] == [] and summary["skipped"] == ["a", "b", "c"]
+    assert mtimes(out) == before and starts(out) == ["0"]
+    assert {p.name: p.read_text() for p in (out / "logs").iterdir()} == logs
+    assert "nothing to run" in text
+
+
+def test_set_reruns_the_changed_step_and_later_ones_only(tmp_path):
+    recipe = make_recipe(tmp_path)
+    out = tmp_path / "out"
+    go(recipe)
+    before = mtimes(out)
+    summary, _ = go(recipe, overrides=["b.seed=5"])
+    assert summary["ran"] == ["b", "c"] and summary["skipped"] == ["a"]
+    after = mtimes(out)
+    assert after["a.jsonl"] == before["a.jsonl"] and after["b.jsonl"] != before["b.jsonl"]
+    assert starts(out) == ["0", "1"]                           # c reran from scratch (--overwrite)
+    assert json.loads((out / "b.jsonl.manifest.json").read_text())["config"]["seed"] == 5
+    summary, _ = go(recipe, overrides=["b.seed=5", "c.tag=x"])   # only the last step changed
+    assert summary["ran"] == ["c"] and "item 2 x" in (out / "c.txt").read_text()
+    summary, _ = go(recipe)                                    # back to the recipe as written
+    assert summary["ran"] == ["b", "c"]
+    assert json.loads((out / "b.jsonl.manifest.json").read_text())["config"]["seed"] == 2
+
+
+def test_only_and_from(tmp_path):
+    recipe = make_recipe(tmp_path)
+    summary, text = go(recipe, only=["a"])
+    assert summary["ran"] == ["a"] and "not selected" in text
+    summary, text = go(recipe, only=["c"])
+    assert summary["ran"] == ["c"] and "not done: b" in text   # a warning, c does not need b
+    summary, _ = go(recipe, from_step="b")
+    assert summary["ran"] == ["b"] and summary["skipped"] == ["c"]
+    summary, _ = go(recipe, only=["a", "c"])
+    assert summary["ran"] == [] and summary["skipped"] == ["a", "c"]
+    summary, _ = go(recipe, only=["c"], force=True)
+    assert summary["ran"] == ["c"] and starts(tmp_path / "out") == ["0", "1"]
+    with pytest.raises(RecipeError, match="no step 'zz'.*steps: a, b, c"):
+        go(recipe, only=["zz"])
+    with pytest.raises(RecipeError, match="not both"):
+        go(recipe, only=["a"], from_step="b")
+
+
+def test_failing_step_stops_the_run(tmp_path):
+    recipe = make_recipe(tmp_path, {"fail": 3}, extra=[
+        {"name": "d", "command": "data synth", "options": {"n": 5, "seed": 4, "out": "{out}/d.jsonl"}}])
+    out = tmp_path / "out"
+    with pytest.raises(StepFailed) as e:
+        go(recipe, overrides=["a.seed=1"])
+    msg = str(e.value)
+    assert e.value.code == 3 and "step c failed (exit 3)" in msg
+    assert f"log: {out / 'logs' / 'c.log'}" in msg
+    assert "rerun alone: stepwiser run" in msg and "--only c --set a.seed=1" in msg
+    assert "boom: failing on purpose" in (out / "logs" / "c.log").read_text()
+    assert not (out / "d.jsonl").exists()
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["steps"]["c"]["exit"] == 3 and not m["steps"]["c"]["complete"] and not m["complete"]
+    summary, _ = go(recipe, overrides=["c.fail=0"])          # fixed: only c and d run
+    assert summary["ran"] == ["c", "d"]
+
+
+def test_a_step_that_writes_nothing_fails(tmp_path):
+    recipe = make_recipe(tmp_path, extra=[{"name": "e", "script": str(tmp_path / "work.py"),
+                                           "options": {"out": "{out}/e.txt", "n": 0},
+                                           "outputs": ["{out}/never.txt"]}])
+    with pytest.raises(StepFailed, match="exit 0 but .*never.txt was not written"):
+        go(recipe)
+
+
+def test_missing_output_reruns_the_step(tmp_path):
+    recipe = make_recipe(tmp_path)
+    go(recipe)
+    (tmp_path / "out" / "c.txt").unlink()
+    summary, text = go(recipe)
+    assert summary["ran"] == ["c"] and "outputs missing" in text
+
+
+def _runner(recipe: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "stepwiser", "run", str(recipe)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _wait_lines(path: Path, n: int, timeout: float = 20) -> None:
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if path.exists() and path.read_text().count("item") >= n:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{path} did not reach {n} lines")
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "kill"])
+def test_interrupted_step_resumes_with_the_same_results(tmp_path, how):
+    (tmp_path / "ref").mkdir()
+    ref = make_recipe(tmp_path / "ref", {"n": 8})
+    go(ref)
+    recipe = make_recipe(tmp_path, {"n": 8, "sleep": 0.15})
+    out = tmp_path / "out"
+    proc = _runner(recipe)
+    _wait_lines(out / "c.txt", 2)
+    if how == "ctrl-c":            # the terminal sends SIGINT to the whole foreground group
+        os.killpg(proc.pid, signal.SIGINT)
+    else:                          # the runner dies at once; its step must not run on
+        os.kill(proc.pid, signal.SIGKILL)
+    assert proc.wait(timeout=30) == (130 if how == "ctrl-c" else -signal.SIGKILL)
+    time.sleep(0.5)
+    partial = (out / "c.txt").read_text()
+    time.sleep(0.5)
+    assert (out / "c.txt").read_text() == partial and partial.count("item") < 8   # the step is stopped
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["steps"]["a"]["complete"] and not m["steps"]["c"]["complete"] and not m["complete"]
+    summary, text = go(recipe)
+    assert summary["ran"] == ["c"] and "resume" in text
+    assert starts(out) == ["0", "0"]                          # resumed, not restarted
+    for name in ("a.jsonl", "b.jsonl", "c.txt"):
+        assert (out / name).read_text() == (tmp_path / "ref" / "out" / name).read_text()
+    assert json.loads((out / "manifest.json").read_text())["complete"]
+
+
+def test_unknown_names_are_clean_errors(tmp_path):
+    recipe = make_recipe(tmp_path)
+    with pytest.raises(RecipeError, match=r"--set zz\.n: no step 'zz'; steps: a, b, c"):
+        go(recipe, overrides=["zz.n=3"])
+    with pytest.raises(RecipeError, match="data synth has no option.*bogus; allowed: .*max_steps.*seed"):
+        go(recipe, overrides=["a.bogus=3"])
+    with pytest.raises(RecipeError, match="unknown key"):
+        go(recipe, overrides=["run.nope=1"])
+    with pytest.raises(RecipeError, match="STEP.OPTION=VALUE"):
+        go(recipe, overrides=["novalue"])
+    assert not (tmp_path / "out").exists()                    # nothing ran
+
+
+@pytest.mark.parametrize("step, match", [
+    ({"name": "x", "command": "nonsense"}, "unknown command 'nonsense'; commands: .*sample"),
+    ({"name": "x", "command": "data"}, "data needs one of: load, synth, synth-bench"),
+    ({"name": "x", "command": "data synth", "script": "x.py"}, "either command"),
+    ({"name": "x", "command": "serve"}, "serve does not end"),
+    ({"name": "x.y", "command": "sample"}, "letters, digits"),
+    ({"name": "x", "command": "sample", "optoins": {}}, "unknown key.*optoins"),
+    ({"name": "a", "command": "sample"}, "used twice"),
+    ({"name": "x", "command": "data synth", "options": {"out": "{out}"}}, "run folder"),
+    ({"name": "x", "command": "data synth", "options": {"n": 1, "-n": 2}}, "given twice"),
+])
+def test_bad_recipes(tmp_path, step, match):
+    recipe = make_recipe(tmp_path, extra=[step])
+    with pytest.raises(RecipeError, match=match):
+        load_plan(str(recipe), resolve=resolve_command)
+
+
+def test_base_config_file_flag_names_and_expansion(tmp_path):
+    base = tmp_path / "base.yaml"
+    base.write_text("data_synth:\n  n: 7\n  max-steps: 4\n  seed: 9\n")
+    recipe = make_recipe(tmp_path, extra=[{"name": "q", "command": "quickstart",
+                                           "options": {"problems": 4, "out": "{out}/qs"}},
+                                          {"name": "s", "command": "data synth", "config": str(base),
+                                           "options": {"seed": 3, "out": "{out}/s.jsonl"}}])
+    plan = load_plan(str(recipe), ["s.min_steps=2"], resolve=resolve_command)
+    s = plan.steps[-1]
+    assert s.options == {"n": 7, "max_steps": 4, "seed": 3, "out": f"{tmp_path}/out/s.jsonl", "min_steps": 2}
+    assert s.outputs == [f"{tmp_path}/out/s.jsonl"] and s.takes_overwrite
+    assert plan.steps[-2].options["problems"] == 4            # a flag name (--problems) is a key
+    keys = [st.key for st in plan.steps]
+    moved = load_plan(str(recipe), ["s.min_steps=2", f"run.out={tmp_path}/elsewhere"], resolve=resolve_command)
+    assert [st.key for st in moved.steps] == keys and moved.steps[-1].options["out"].startswith(f"{tmp_path}/else")
+    plan2 = load_plan(str(recipe), ["b.seed=3"], resolve=resolve_command)
+    assert [st.key for st in plan2.steps][:1] == keys[:1] and all(
+        x != y for x, y in zip(keys[1:], [st.key for st in plan2.steps][1:]))
+
+
+def test_parse_overrides():
+    assert parse_overrides(["a.n=3", "b.x=[p", "q]", "run.out=/tmp/x", "c.flag=true", "c.s=hello world"]) == [
+        ("a", "n", 3), ("b", "x", ["p", "q"]), ("run", "out", "/tmp/x"), ("c", "flag", True),
+        ("c", "s", "hello world")]
+
+
+def test_dry_run_writes_nothing(tmp_path):
+    recipe = make_recipe(tmp_path)
+    summary, text = go(recipe, dry_run=True)
+    assert summary == {"dry_run": True, "steps": ["a", "b", "c"]}
+    assert "stepwiser data synth --n 5 --seed 2 --exclude" in text and "work.py --out" in text
+    assert not (tmp_path / "out").exists()
+
+
+def test_one_run_per_folder(tmp_path):
+    recipe = make_recipe(tmp_path)
+    lock = tmp_path / "out" / ".run" / "lock"
+    lock.parent.mkdir(parents=True)
+    with open(lock, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        with pytest.raises(StepwiserError, match="another `stepwiser run` is using"):
+            go(recipe)
