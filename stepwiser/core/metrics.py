@@ -115,3 +115,42 @@ def summarize(subsets: Mapping[str, tuple[Sequence[int], Sequence[int | None]]],
     if resamples:
         ci = [rnd(x) for x in percentile_interval(sum(reps) / len(reps))]
     return {"subsets": out, "average_f1": rnd(average), "average_f1_ci": ci}
+
+
+def balanced_accuracy(labels, verdicts) -> float:
+    """Mean of the two classes' recalls (a verdict None counts as wrong); a class absent from `labels` is
+    left out (the other class's recall alone)."""
+    rec = []
+    for c in (0, 1):
+        idx = [i for i, y in enumerate(labels) if y == c]
+        if idx:
+            rec.append(sum(verdicts[i] == c for i in idx) / len(idx))
+    if not rec:
+        raise ValueError("no labels")
+    return sum(rec) / len(rec)
+
+
+def paired_difference(groups, labels, verdicts_a, verdicts_b, resamples: int = 2000, seed: int | str = 0) -> dict:
+    """Judge A minus judge B in balanced accuracy on the SAME items, with a paired percentile bootstrap that
+    resamples groups (problems: the chunks of one solution are not independent). Returns {diff, ci, p}
+    where p is the one-sided bootstrap share of replicates with a difference <= 0 (small: A is better),
+    all in percentage points except p."""
+    if not len(groups) == len(labels) == len(verdicts_a) == len(verdicts_b):
+        raise ValueError("groups, labels and both verdict lists must have the same length")
+    members: dict = {}
+    for i, g in enumerate(groups):
+        members.setdefault(g, []).append(i)
+    keys = list(members)
+    diff = balanced_accuracy(labels, verdicts_a) - balanced_accuracy(labels, verdicts_b)
+    reps = []
+    for draw in resample_indices(len(keys), resamples, f"paired:{seed}"):
+        idx = [i for k in draw for i in members[keys[k]]]
+        y = [labels[i] for i in idx]
+        if len(set(y)) < 2:
+            continue
+        reps.append(balanced_accuracy(y, [verdicts_a[i] for i in idx])
+                    - balanced_accuracy(y, [verdicts_b[i] for i in idx]))
+    lo, hi = percentile_interval(reps) if reps else (float("nan"), float("nan"))
+    p = sum(r <= 0 for r in reps) / len(reps) if reps else float("nan")
+    return {"diff": round(100 * diff, 2), "ci": [round(100 * lo, 2), round(100 * hi, 2)], "p": round(p, 4),
+            "n": len(labels), "groups": len(keys)}
