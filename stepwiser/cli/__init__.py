@@ -67,16 +67,21 @@ def cli(ctx, debug):
 
 
 def main(argv=None) -> int:
+    """Run the command line; the exit code: a command's `ctx.exit(n)` gives n, Ctrl-C 130 (click turns a
+    KeyboardInterrupt inside a command into Abort), usage errors 2, other failures 1."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     try:
-        cli.main(args=args, prog_name="stepwiser", standalone_mode=False)
+        rv = cli.main(args=args, prog_name="stepwiser", standalone_mode=False)
     except click.exceptions.Exit as e:
         return e.exit_code
     except click.ClickException as e:  # usage errors and bad parameters
         e.show()
         return e.exit_code
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as e:
+        if isinstance(e.__cause__, KeyboardInterrupt) or isinstance(e.__context__, KeyboardInterrupt):
+            click.echo("Interrupted; outputs written so far are kept and the stage resumes on rerun.", err=True)
+            return 130
         click.echo("Aborted.", err=True)
         return 1
     except KeyboardInterrupt:
@@ -89,7 +94,8 @@ def main(argv=None) -> int:
         click.echo(f"error: {msg}", err=True)
         click.echo("(rerun with --debug for the traceback)", err=True)
         return 1
-    return 0
+    # with standalone_mode=False, click returns ctx.exit(n)'s code (or the command's return value)
+    return rv if type(rv) is int else 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -40,9 +40,9 @@ class RunConfig:
     only: list[str] = option([], "Run only these steps (repeat or comma-separate); done ones are still "
                                  "skipped.")
     from_step: str | None = option(None, "Run this step and every later one.", flag="--from")
-    overrides: list[str] = option([], "Override a recipe value: STEP.OPTION=VALUE or run.KEY=VALUE (the "
-                                      "value is read as YAML; repeat for several). A changed step reruns "
-                                      "with every later one.", flag="--set")
+    overrides: list[str] = option([], "Override a recipe value: STEP.OPTION=VALUE, run.KEY=VALUE or "
+                                      "run.vars.NAME=VALUE (the value is read as YAML; repeat for several). "
+                                      "A changed step reruns with every later one.", flag="--set")
     dry_run: bool = option(False, "Print the plan and each step's command; run nothing.")
     force: bool = option(False, "Rerun the selected steps from scratch even when done (their outputs are "
                                 "replaced: --overwrite).")
@@ -111,9 +111,12 @@ class RunState:
 # --------------------------------------------------------------------------- one step
 
 def step_argv(step: Step, config_path: Path, overwrite: bool, debug: bool = False) -> list[str]:
+    """The step's command line: its `launcher` (default `python -m stepwiser`; for a script, `python`),
+    then the subcommand and `--config OUT/.run/STEP.yaml` (a script: its arguments and flags)."""
     if step.script:
-        return [sys.executable, step.script, *step.args, *script_flags(step.options)]
-    return [sys.executable, "-m", "stepwiser", *(["--debug"] if debug else []), *step.command, *step.args,
+        return [*(step.launcher or [sys.executable]), step.script, *step.args, *script_flags(step.options)]
+    prefix = step.launcher or [sys.executable, "-m", "stepwiser"]
+    return [*prefix, *(["--debug"] if debug else []), *step.command, *step.args,
             "--config", str(config_path), *(["--overwrite"] if overwrite and step.takes_overwrite else [])]
 
 

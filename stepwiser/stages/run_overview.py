@@ -37,10 +37,10 @@ def short_path(path: str, out: Path) -> str:
 def display_command(step: Step) -> str:
     """The step as one shell command with flags (what its --config file amounts to)."""
     if step.script:
-        words = ["python", step.script, *step.args, *script_flags(step.options)]
+        words = [*(step.launcher or ["python"]), step.script, *step.args, *script_flags(step.options)]
         return " ".join(shlex.quote(a) for a in words)
     keys = step.spec.keys if step.spec else {}
-    words = ["stepwiser", *step.command, *step.args]
+    words = [*(step.launcher or ["stepwiser"]), *step.command, *step.args]
     for k, v in step.options.items():
         flag = keys.get(k, "--" + k.replace("_", "-"))
         values = v if isinstance(v, list) else [v]
@@ -67,7 +67,7 @@ def print_plan(plan: Plan, selected: list[Step], state, console: Console, dry_ru
     for col in ("#", "step", "runs", "estimate", "status"):
         t.add_column(col, no_wrap=col != "status")
     t.add_column("outputs", overflow="fold")
-    todo = 0.0
+    todo, unknown = 0.0, 0
     for i, s in enumerate(plan.steps, 1):
         status = state.status(s)
         secs, here = estimate(s, state)
@@ -78,14 +78,19 @@ def print_plan(plan: Plan, selected: list[Step], state, console: Console, dry_ru
             label = "forced: rerun"
         if s.name in chosen and (force or status != "done"):
             todo += secs or 0.0
+            unknown += secs is None
         t.add_row(str(i), s.name, s.label, fmt_seconds(secs) + (" (here)" if here else ""), label,
                   "\n".join(short_path(o, plan.out) for o in s.outputs))
     if plan.description:
         console.print(plan.description.strip())
     console.print(t)
     where = f"estimates measured on {plan.machine}; " if plan.machine else ""
-    console.print(f"{where}(here) = last time in this run folder. To run: ~{fmt_seconds(todo)}. "
-                  f"Logs: {plan.out / 'logs'}")
+    if unknown:
+        known = f"~{fmt_seconds(todo)} + " if todo else ""
+        what = f"{known}{unknown} step(s) without an estimate"
+    else:
+        what = f"~{fmt_seconds(todo)}"
+    console.print(f"{where}(here) = last time in this run folder. To run: {what}. Logs: {plan.out / 'logs'}")
     first = min((i for i, s in enumerate(plan.steps) if s.name in chosen), default=0)
     behind = [s.name for s in plan.steps[:first] if s.name not in chosen and state.status(s) != "done"]
     if behind:

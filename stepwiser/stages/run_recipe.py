@@ -1,11 +1,14 @@
 """Recipes of `stepwiser run` (docs/RUN.md): the YAML file, `--set` overrides, the resolved plan.
 
-A recipe is a mapping with a `run:` block (out, description, machine, results, pages) and `steps:`, a
-list of steps run in order. A step runs a stepwiser subcommand (`command: "data synth"`) or a Python
-script (`script: scripts/x.py`) with `options` (option names, `-` or `_`). The strings `{out}` and
-`{repo}` in any value become the run folder and the repository root. Each step gets a key: a hash of
-what it runs (command, options as written, `{out}` unexpanded, arguments, the script's text) chained
-with the keys of every earlier step, so a change re-runs that step and every later one.
+A recipe is a mapping with a `run:` block (out, description, machine, results, pages, vars) and
+`steps:`, a list of steps run in order. A step runs a stepwiser subcommand (`command: "data synth"`) or
+a Python script (`script: scripts/x.py`) with `options` (option names, `-` or `_`), optionally under a
+`launcher` (what replaces `python -m stepwiser`, e.g. `accelerate launch ... -m stepwiser`). Variables
+in any string: `{out}` (the run folder), `{repo}` (the repository root), `{python}` (this Python) and
+the names of `run.vars`; an unknown `{name}` is an error, `{{` and `}}` are literal braces. Each step
+gets a key: a hash of what it runs (command, launcher, options as written with `run.vars` filled in and
+`{out}`, `{repo}`, `{python}` unexpanded, arguments, the script's text) chained with the keys of every
+earlier step, so a change re-runs that step and every later one.
 
 What a subcommand accepts is known to the command line only (layer rules: stages never import cli),
 so `build_plan` takes a `resolve(tokens) -> CommandSpec` from the caller.
@@ -13,6 +16,8 @@ so `build_plan` takes a `resolve(tokens) -> CommandSpec` from the caller.
 from __future__ import annotations
 
 import re
+import shlex
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,9 +30,13 @@ from stepwiser.io.config import load_yaml
 from stepwiser.io.records import content_hash, file_hash
 
 REPO = Path(__file__).resolve().parents[2]
-RUN_KEYS = ("out", "description", "machine", "results", "pages")
-STEP_KEYS = ("name", "command", "script", "options", "args", "config", "outputs", "estimate_s", "description")
+RUN_KEYS = ("out", "description", "machine", "results", "pages", "vars")
+STEP_KEYS = ("name", "command", "script", "launcher", "options", "args", "config", "outputs", "estimate_s",
+             "description")
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+BUILTINS = ("out", "repo", "python")      # variables every recipe has; kept unexpanded in the step keys
+VAR_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+VAR_RE = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 class RecipeError(StepwiserError):
@@ -55,6 +64,7 @@ class Step:
     description: str = ""
     spec: CommandSpec | None = None
     key: str = ""
+    launcher: list[str] = field(default_factory=list)   # replaces `python -m stepwiser` (or `python`)
     template: dict[str, Any] = field(default_factory=dict)   # options, args, script before {out} expansion
 
     @property
@@ -76,14 +86,17 @@ class Plan:
     results: list[str] = field(default_factory=list)
     pages: dict[str, str] = field(default_factory=dict)
     overrides: list[str] = field(default_factory=list)
+    vars: dict[str, Any] = field(default_factory=dict)   # run.vars as used (after --set)
 
     def names(self) -> list[str]:
         return [s.name for s in self.steps]
 
     def config(self) -> dict:
         """The resolved recipe (what the run's manifest records)."""
-        return {"out": str(self.out), "steps": [{"name": s.name, "run": s.label, "options": s.options,
-                                                  "args": s.args, "key": s.key} for s in self.steps]}
+        return {"out": str(self.out), **({"vars": self.vars} if self.vars else {}),
+                "steps": [{"name": s.name, "run": s.label, "options": s.options, "args": s.args,
+                           **({"launcher": s.launcher} if s.launcher else {}), "key": s.key}
+                          for s in self.steps]}
 
 
 # --------------------------------------------------------------------------- overrides
@@ -107,7 +120,12 @@ def parse_overrides(items) -> list[tuple[str, str, Any]]:
             value = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError:
             value = raw
-        out.append((step, key.replace("-", "_"), value))
+        if step == "run":   # run.KEY or run.KEY.SUB... (run.vars.gpus): only KEY is normalised
+            head, dot, rest = key.partition(".")
+            key = head.replace("-", "_") + dot + rest
+        else:
+            key = key.replace("-", "_")
+        out.append((step, key, value))
     return out
 
 
@@ -116,9 +134,21 @@ def apply_overrides(recipe: dict, overrides) -> dict:
     steps = {s.get("name"): s for s in recipe.get("steps") or [] if isinstance(s, dict)}
     for step, key, value in parse_overrides(overrides):
         if step == "run":
-            if key not in RUN_KEYS:
+            path = key.split(".")
+            if path[0] not in RUN_KEYS:
                 raise RecipeError(f"--set run.{key}: unknown key; allowed: {', '.join(RUN_KEYS)}")
-            recipe.setdefault("run", {})[key] = value
+            if recipe.get("run") is None:
+                recipe["run"] = {}
+            node = recipe["run"]
+            if not isinstance(node, dict):
+                raise RecipeError("the run block must be a mapping")
+            for i, part in enumerate(path[:-1]):   # run.vars.gpus: into the run.vars mapping
+                if node.get(part) is None:
+                    node[part] = {}
+                if not isinstance(node[part], dict):
+                    raise RecipeError(f"--set run.{key}: run.{'.'.join(path[:i + 1])} is not a mapping")
+                node = node[part]
+            node[path[-1]] = value
         elif step not in steps:
             raise RecipeError(f"--set {step}.{key}: no step {step!r}; steps: {', '.join(map(str, steps))}")
         else:
@@ -133,15 +163,88 @@ def apply_overrides(recipe: dict, overrides) -> dict:
 
 # --------------------------------------------------------------------------- expansion
 
-def expand(value: Any, out: str) -> Any:
-    """`{out}` and `{repo}` inside every string of `value` (other braces are left alone)."""
+class Vars:
+    """The recipe's variables: `{out}`, `{repo}`, `{python}` and `run.vars`. `final` gives the values a
+    step gets; `key` the text its key hashes (`run.vars` filled in, the built-ins left as written, so a
+    moved run folder or repository keeps its keys while `--set run.vars.gpus=4` changes them)."""
+
+    def __init__(self, run: dict, path: str):
+        raw = run.get("vars") or {}
+        if not isinstance(raw, dict):
+            raise RecipeError(f"{path}: run.vars is a mapping of variable names to values")
+        for name, value in raw.items():
+            if not isinstance(name, str) or not VAR_NAME_RE.match(name):
+                raise RecipeError(f"{path}: run.vars: {name!r} is not a variable name (letters, digits, _)")
+            if name in BUILTINS:
+                raise RecipeError(f"{path}: run.vars: {name} is built in ({', '.join(BUILTINS)}); pick another "
+                                  "name")
+            if isinstance(value, (dict, list)):
+                raise RecipeError(f"{path}: run.vars.{name}: a variable is a string, number, boolean or null")
+        self.raw = dict(raw)
+        base = {"repo": str(REPO), "python": sys.executable}
+        early = {k: substitute(v, base, f"{path}: run.vars.{k}", keep={"out"}, known=BUILTINS)
+                 for k, v in raw.items()}
+        out_raw = run.get("out")
+        out = str(substitute(str(out_raw), {**base, **{k: v for k, v in early.items() if not has_var(v, "out")}},
+                             f"{path}: run.out", known=("repo", "python", *raw))) if out_raw \
+            else f"runs/{Path(path).stem}"
+        self.out = out
+        self.values = {**base, "out": out}
+        self.values.update({k: substitute(v, self.values, f"{path}: run.vars.{k}") for k, v in early.items()})
+        self.path = path
+
+    def final(self, value: Any, where: str, strict: bool = True) -> Any:
+        """Every variable filled in (`strict=False`: unknown names and `{{`/`}}` left as written)."""
+        return walk(value, lambda t: substitute(t, self.values, where, strict=strict, escapes=strict))
+
+    def key(self, value: Any, where: str, strict: bool = True) -> Any:
+        """`run.vars` filled in, built-ins and escapes as written: what a step's key sees."""
+        return walk(value, lambda t: substitute(t, self.raw, where, keep=set(BUILTINS), strict=strict,
+                                                escapes=False, known=(*BUILTINS, *self.raw)))
+
+
+def has_var(value: Any, name: str) -> bool:
+    return isinstance(value, str) and any(m.group(1) == name for m in VAR_RE.finditer(value))
+
+
+def walk(value: Any, fn: Callable[[str], Any]) -> Any:
     if isinstance(value, str):
-        return value.replace("{out}", out).replace("{repo}", str(REPO))
+        return fn(value)
     if isinstance(value, list):
-        return [expand(v, out) for v in value]
+        return [walk(v, fn) for v in value]
     if isinstance(value, dict):
-        return {k: expand(v, out) for k, v in value.items()}
+        return {k: walk(v, fn) for k, v in value.items()}
     return value
+
+
+def substitute(text: Any, values: dict, where: str, keep=frozenset(), strict: bool = True, escapes: bool = True,
+               known=None) -> Any:
+    """`{name}` in `text` -> values[name] (a string that is exactly one non-string variable, `"{gpus}"`,
+    becomes its value: 8, not "8"); names in `keep` stay as written. `{{`/`}}` -> `{`/`}` when `escapes`.
+    An unknown name is a RecipeError listing the known ones (`strict=False`: left as written)."""
+    if not isinstance(text, str):
+        return text
+    whole = VAR_RE.fullmatch(text)
+    if whole and whole.group(1) in values and whole.group(1) not in keep and not isinstance(values[whole.group(1)], str):
+        return values[whole.group(1)]
+
+    def one(m: re.Match) -> str:
+        name = m.group(1)
+        if name is None:
+            return m.group(0)[0] if escapes else m.group(0)
+        if name in keep:
+            return m.group(0)
+        if name in values:
+            v = values[name]
+            return "" if v is None else (str(v).lower() if isinstance(v, bool) else str(v))
+        if not strict:
+            return m.group(0)
+        names = sorted(set(known if known is not None else values) | set(keep))
+        raise RecipeError(f"{where}: unknown variable {{{name}}} in {text!r}; known: "
+                          f"{', '.join('{' + n + '}' for n in names)} (add it under run.vars, or write "
+                          "{{ and }} for literal braces)")
+
+    return VAR_RE.sub(one, text)
 
 
 def normalize_options(options: Any, where: str) -> dict:
@@ -183,28 +286,31 @@ def load_plan(path: str, overrides=(), resolve: Callable[[list[str]], CommandSpe
     run = recipe.get("run") or {}
     if not isinstance(run, dict) or sorted(set(run) - set(RUN_KEYS)):
         raise RecipeError(f"{path}: the run block is a mapping of {', '.join(RUN_KEYS)}")
-    out = str(run.get("out") or f"runs/{Path(path).stem}")
+    variables = Vars(run, str(path))
+    out = variables.out
     steps_raw = recipe.get("steps") or []
     if not isinstance(steps_raw, list) or not steps_raw:
         raise RecipeError(f"{path}: steps must be a non-empty list")
     steps, seen, chain = [], set(), ""
     for i, raw in enumerate(steps_raw):
-        step = build_step(raw, i, path, out, resolve)
+        step = build_step(raw, i, path, variables, resolve)
         if step.name in seen:
             raise RecipeError(f"{path}: step name {step.name!r} is used twice")
         seen.add(step.name)
         step.key = chain = content_hash([chain, step_identity(step)])
         steps.append(step)
     check_outputs(steps, Path(out), path)
-    pages = expand(run.get("pages") or {}, out)
+    pages = variables.final(run.get("pages") or {}, f"{path}: run.pages")
     if not isinstance(pages, dict):
         raise RecipeError(f"{path}: run.pages is a mapping of labels to paths")
+    results = variables.final(run.get("results") or [], f"{path}: run.results")
     return Plan(recipe=str(path), out=Path(out), steps=steps, description=str(run.get("description") or ""),
-                machine=str(run.get("machine") or ""), results=list(expand(run.get("results") or [], out)),
-                pages={str(k): str(v) for k, v in pages.items()}, overrides=list(overrides))
+                machine=str(run.get("machine") or ""), results=[str(r) for r in results],
+                pages={str(k): str(v) for k, v in pages.items()}, overrides=list(overrides),
+                vars=dict(variables.raw))
 
 
-def build_step(raw: Any, i: int, path: str, out: str, resolve) -> Step:
+def build_step(raw: Any, i: int, path: str, variables: Vars, resolve) -> Step:
     if not isinstance(raw, dict) or not raw.get("name"):
         raise RecipeError(f"{path}: step {i + 1} needs a name (a mapping with name, command or script, "
                           "options)")
@@ -217,27 +323,59 @@ def build_step(raw: Any, i: int, path: str, out: str, resolve) -> Step:
         raise RecipeError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(STEP_KEYS)}")
     if bool(raw.get("command")) == bool(raw.get("script")):
         raise RecipeError(f"{where}: give either command (a stepwiser subcommand) or script (a Python file)")
+    final = variables.final
+    args_raw = [str(a) for a in raw.get("args") or []]
+    launcher_raw = launcher_words(raw.get("launcher"), where)
     step = Step(name=name, command=str(raw.get("command") or "").split(),
                 description=str(raw.get("description") or ""),
-                script=script_path(expand(str(raw["script"]), out)) if raw.get("script") else None,
-                args=[str(a) for a in expand(raw.get("args") or [], out)],
+                script=script_path(str(final(str(raw["script"]), f"{where}: script"))) if raw.get("script") else None,
+                args=[str(a) for a in final(args_raw, f"{where}: args")],
+                launcher=[str(w) for w in final(launcher_raw, f"{where}: launcher")],
                 estimate_s=float(raw["estimate_s"]) if raw.get("estimate_s") is not None else None)
     if step.command:
         step.spec = resolve(step.command) if resolve else CommandSpec(keys={})
     options = normalize_options(raw.get("options"), where)
+    expanded = final(options, f"{where}: options")
+    template = variables.key(options, f"{where}: options")
     if raw.get("config"):
         section = step.spec.section if step.spec else None
-        base = normalize_options(section_values(expand(str(raw["config"]), out), section),
-                                 f"{where} (config {raw['config']})")
-        options = {**base, **options}
-    step.options = expand(options, out)
-    step.template = {"options": options, "args": [str(a) for a in raw.get("args") or []],
-                     "script": str(raw["script"]) if raw.get("script") else None}
+        cfg_where = f"{where} (config {raw['config']})"
+        base = normalize_options(section_values(str(final(str(raw["config"]), f"{where}: config")), section),
+                                 cfg_where)
+        # a config file is also read by plain `--config`, which has no variables: its braces are lenient
+        expanded = {**final(base, cfg_where, strict=False), **expanded}
+        template = {**variables.key(base, cfg_where, strict=False), **template}
+    step.options = expanded
+    step.template = {"options": template, "args": [str(a) for a in variables.key(args_raw, f"{where}: args")],
+                     "script": str(variables.key(str(raw["script"]), f"{where}: script")) if raw.get("script")
+                     else None}
+    if launcher_raw:   # only when given: recipes without a launcher keep the keys they had
+        step.template["launcher"] = [str(w) for w in variables.key(launcher_raw, f"{where}: launcher")]
     check_options(step, where)
     declared = raw.get("outputs")
-    step.outputs = [str(p) for p in expand(declared, out)] if declared else (
+    step.outputs = [str(p) for p in final(declared, f"{where}: outputs")] if declared else (
         [str(step.options["out"])] if isinstance(step.options.get("out"), str) else [])
     return step
+
+
+def launcher_words(launcher: Any, where: str) -> list[str]:
+    """A step's `launcher`: a string (split as a shell would, before variables are filled in, so a path
+    with spaces in `{out}` stays one word) or a list of words."""
+    if launcher is None:
+        return []
+    if isinstance(launcher, str):
+        try:
+            words = shlex.split(launcher)
+        except ValueError as e:
+            raise RecipeError(f"{where}: launcher {launcher!r}: {e}") from None
+    elif isinstance(launcher, list) and all(isinstance(w, (str, int, float)) for w in launcher):
+        words = [str(w) for w in launcher]
+    else:
+        raise RecipeError(f"{where}: launcher is a string or a list of words (what replaces `python -m "
+                          "stepwiser`)")
+    if not words:
+        raise RecipeError(f"{where}: launcher is empty")
+    return words
 
 
 def script_path(script: str) -> str:

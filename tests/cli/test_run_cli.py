@@ -55,3 +55,19 @@ def test_dry_run(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "stepwiser data synth --n 7 --out" in out and "s.py --fail" not in out
     assert not (tmp_path / "out").exists()
+
+
+def test_launcher_vars_on_the_command_line(tmp_path, capsys):
+    steps = [{"name": "train", "command": "data synth", "options": {"n": 5, "out": "{out}/p.jsonl"},
+              "launcher": "accelerate launch --num_processes {gpus} -m stepwiser"}]
+    r = tmp_path / "r.yaml"
+    r.write_text(yaml.safe_dump({"run": {"out": str(tmp_path / "out"), "vars": {"gpus": 8}}, "steps": steps}))
+    assert main(["run", str(r), "--dry-run"]) == 0
+    assert "accelerate launch --num_processes 8 -m stepwiser data synth --n 5" in capsys.readouterr().out
+    assert main(["run", str(r), "--dry-run", "--set", "run.vars.gpus=4"]) == 0
+    assert "accelerate launch --num_processes 4 -m stepwiser data synth" in capsys.readouterr().out
+    steps[0]["launcher"] = "accelerate launch --num_processes {gpu} -m stepwiser"
+    r.write_text(yaml.safe_dump({"run": {"out": str(tmp_path / "out"), "vars": {"gpus": 8}}, "steps": steps}))
+    assert main(["run", str(r), "--dry-run"]) == 2
+    assert "unknown variable {gpu}" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -285,3 +285,63 @@ def test_one_run_per_folder(tmp_path):
         fcntl.flock(fh, fcntl.LOCK_EX)
         with pytest.raises(StepwiserError, match="another `stepwiser run` is using"):
             go(recipe)
+
+
+WRAPPER = '''
+import os, sys
+with open(os.path.join(os.environ["STEPWISER_RUN_OUT"], "launched.txt"), "a") as f:
+    f.write(" ".join(sys.argv[1:]) + "\\n")
+os.execv(sys.executable, [sys.executable, *sys.argv[1:]])
+'''
+
+
+def launcher_recipe(tmp_path: Path, launcher: str = "{python} {wrapper} -m stepwiser", **vars_) -> Path:
+    (tmp_path / "wrapper.py").write_text(WRAPPER)
+    (tmp_path / "work.py").write_text(SCRIPT)
+    recipe = {"run": {"out": str(tmp_path / "out"), "vars": {"wrapper": str(tmp_path / "wrapper.py"), "seed": 4,
+                                                             **vars_}},
+              "steps": [{"name": "a", "command": "data synth", "launcher": launcher,
+                         "options": {"n": 3, "seed": "{seed}", "out": "{out}/a.jsonl"}},
+                        {"name": "c", "script": str(tmp_path / "work.py"), "launcher": ["{python}", "{wrapper}"],
+                         "options": {"out": "{out}/c.txt", "tag": "{{seed}}"}}]}
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    return path
+
+
+def test_launcher_and_vars(tmp_path):
+    recipe = launcher_recipe(tmp_path)
+    out = tmp_path / "out"
+    _, text = go(recipe, dry_run=True)
+    assert f"{sys.executable} {tmp_path}/wrapper.py -m stepwiser data synth --n 3 --seed 4" in text
+    summary, _ = go(recipe)
+    assert summary["ran"] == ["a", "c"]
+    launched = (out / "launched.txt").read_text().splitlines()
+    assert launched[0].startswith("-m stepwiser data synth --config ") and "work.py --out" in launched[1]
+    assert json.loads((out / "a.jsonl.manifest.json").read_text())["config"]["seed"] == 4   # typed: 4, not "4"
+    assert "item 2 {seed}" in (out / "c.txt").read_text()                     # {{ }}: literal braces
+    assert go(recipe)[0]["ran"] == []
+    summary, _ = go(recipe, overrides=["run.vars.seed=5"])                    # a var is part of the key
+    assert summary["ran"] == ["a", "c"]
+    assert json.loads((out / "a.jsonl.manifest.json").read_text())["config"]["seed"] == 5
+    assert go(recipe, overrides=["run.vars.seed=5"])[0]["ran"] == []
+    recipe = launcher_recipe(tmp_path, launcher="{python} -u {wrapper} -m stepwiser")   # so is the launcher
+    summary, _ = go(recipe, overrides=["run.vars.seed=5"])
+    assert summary["ran"] == ["a", "c"] and len((out / "launched.txt").read_text().splitlines()) == 6
+
+
+def test_unknown_variables_and_bad_vars(tmp_path):
+    recipe = launcher_recipe(tmp_path, launcher="{pyhton} -m stepwiser")
+    with pytest.raises(RecipeError, match=r"step a: launcher: unknown variable \{pyhton\}.*known: \{out\}, "
+                                          r"\{python\}, \{repo\}, \{seed\}, \{wrapper\}"):
+        load_plan(str(recipe), resolve=resolve_command)
+    recipe = launcher_recipe(tmp_path)
+    with pytest.raises(RecipeError, match=r"unknown variable \{seed\}.*known: .*\{wrapper\}"):
+        load_plan(str(recipe), ["run.vars={wrapper: x}"], resolve=resolve_command)   # seed: gone
+    with pytest.raises(RecipeError, match="out is built in"):
+        load_plan(str(recipe), ["run.vars.out=x"], resolve=resolve_command)
+    with pytest.raises(RecipeError, match="unknown key"):
+        load_plan(str(recipe), ["run.varz.x=1"], resolve=resolve_command)
+    assert parse_overrides(["run.vars.gpus=4", "run.vars.my-name=a"]) == [("run", "vars.gpus", 4),
+                                                                          ("run", "vars.my-name", "a")]
+    assert not (tmp_path / "out").exists()
