@@ -79,9 +79,9 @@ def pairs_table(pairs: list[str], runs: dict[str, Path], exact: dict[str, int | 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", required=True, help="the test examples (with exact_label), for the paired tests")
-    ap.add_argument("--labels", action="append", help="NAME=eval-labels output folder (test)")
-    ap.add_argument("--bench", action="append", help="NAME=eval-processbench output folder (test)")
-    ap.add_argument("--pair", action="append", help="A:B, two --labels names compared on the same chunks")
+    ap.add_argument("--labels", action="extend", nargs="+", help="NAME=eval-labels output folder (test)")
+    ap.add_argument("--bench", action="extend", nargs="+", help="NAME=eval-processbench output folder (test)")
+    ap.add_argument("--pair", action="extend", nargs="+", help="A:B, two --labels names compared on the same chunks")
     ap.add_argument("-o", "--out", required=True)
     args = ap.parse_args()
     exact = {}
