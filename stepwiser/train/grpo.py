@@ -203,6 +203,16 @@ def make_grpo_trainer(cfg: JudgeTrainConfig, model_path: str, rows: list[dict], 
                 time.perf_counter() - t0)
             return out
 
+        def _get_train_sampler(self, dataset=None):
+            if not cfg.balanced_batches:
+                return super()._get_train_sampler(dataset)
+            from stepwiser.train.grpo_sampler import BalancedRepeatSampler
+
+            data = dataset if dataset is not None else self.train_dataset
+            return BalancedRepeatSampler(list(data["label"]), self.num_generations,
+                                         self.args.generation_batch_size // self.num_generations,
+                                         self.num_iterations * self.args.steps_per_generation, self.args.seed)
+
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     if not tokenizer.chat_template:
         raise StepwiserError(f"model {cfg.model!r} has no chat template; the judge prompt is a chat")

@@ -31,7 +31,7 @@ MANIFEST_NAMES = {"format_warmup_steps": "warmup_steps", "format_warmup_lr": "wa
 WARMUP_ANALYSES = ("template", "policy")
 # fields added after runs were made: left out of the manifest while at their defaults, so earlier runs resume
 LATER_FIELDS = ("warmup_analysis", "warmup_policy", "warmup_policy_samples", "warmup_policy_temperature",
-                "warmup_policy_max_tokens", "collapse_threshold", "collapse_action", "judge_prompt")
+                "warmup_policy_max_tokens", "collapse_threshold", "collapse_action", "judge_prompt", "balanced_batches")
 COLLAPSE_ACTIONS = ("warn", "stop")
 
 
@@ -97,6 +97,10 @@ class JudgeTrainConfig(ModelTrainOptions):
     collapse_threshold: float | None = option(None, "GRPO collapse watch: act when the share of prompt groups "
                                                     "with zero reward variance, averaged over the last 3 "
                                                     "generation batches, reaches this (e.g. 0.9) [default: off].")
+    balanced_batches: bool = option(False, "GRPO: every generation batch holds as many Positive as Negative "
+                                           "prompts (a class-balanced sampler, reshuffled every epoch): with few "
+                                           "prompts per step it keeps the verdict bias from drifting with the "
+                                           "batch's class mix.")
     collapse_action: str = option("warn", "GRPO collapse watch: warn, or stop (end training cleanly: final model "
                                           "saved, the summary says why).", choices=COLLAPSE_ACTIONS)
     # validation during GRPO: greedy judgments of the validation split every `eval_steps` (0: off)
