@@ -266,7 +266,10 @@ def covered_validation(cfg: JudgeTrainConfig, val: list[JudgeExample]) -> list[J
     from stepwiser.models.loading import resolve_model
     from stepwiser.train.sft import check_micro_coverage
 
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model(cfg.model))
+    path = resolve_model(cfg.model)
+    if not Path(path).is_dir():   # micro models are local folders; a Hub model's vocabulary covers any text
+        return val
+    tokenizer = AutoTokenizer.from_pretrained(path)
     rows = [{"prompt": judge_messages(judge_item(e), cfg.cot, cfg.judge_prompt), "index": i} for i, e in enumerate(val)]
     return [val[r["index"]] for r in check_micro_coverage(tokenizer, rows, cfg.model, what="validation")]
 

@@ -173,7 +173,9 @@ def test_missing_output_reruns_the_step(tmp_path):
 
 def _runner(recipe: Path) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "stepwiser", "run", str(recipe)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True,
+                            # a terminal's Ctrl-C default, whatever an earlier test left in this process
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _wait_lines(path: Path, n: int, timeout: float = 20) -> None:
@@ -190,7 +192,7 @@ def test_interrupted_step_resumes_with_the_same_results(tmp_path, how):
     (tmp_path / "ref").mkdir()
     ref = make_recipe(tmp_path / "ref", {"n": 8})
     go(ref)
-    recipe = make_recipe(tmp_path, {"n": 8, "sleep": 0.15})
+    recipe = make_recipe(tmp_path, {"n": 8, "sleep": 0.5})
     out = tmp_path / "out"
     proc = _runner(recipe)
     _wait_lines(out / "c.txt", 2)
@@ -199,9 +201,9 @@ def test_interrupted_step_resumes_with_the_same_results(tmp_path, how):
     else:                          # the runner dies at once; its step must not run on
         os.kill(proc.pid, signal.SIGKILL)
     assert proc.wait(timeout=30) == (130 if how == "ctrl-c" else -signal.SIGKILL)
-    time.sleep(0.5)
+    time.sleep(1.0)
     partial = (out / "c.txt").read_text()
-    time.sleep(0.5)
+    time.sleep(1.0)
     assert (out / "c.txt").read_text() == partial and partial.count("item") < 8   # the step is stopped
     m = json.loads((out / "manifest.json").read_text())
     assert m["steps"]["a"]["complete"] and not m["steps"]["c"]["complete"] and not m["complete"]
