@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from stepwiser.io.config import build_config, field_default, load_yaml, resolve_aliases, warn_deprecated
+from stepwiser.io.config import build_config, field_default, resolve_aliases, section_values, warn_deprecated
 
 _TYPES = {int: int, float: float, str: str}
 
@@ -194,19 +194,10 @@ def config_options(cls, section: str | None = None, arguments: tuple[str, ...] =
     return deco
 
 
-def raw_file_values(path: str, section: str | None) -> dict:
-    """The mapping of a `--config` file: its `section` (spelled with `-` or `_`) if present, else the top."""
-    data = load_yaml(path)
-    for name in ((section, section.replace("_", "-"), section.replace("-", "_")) if section else ()):
-        if isinstance(data.get(name), dict):
-            return data[name]
-    return data
-
-
 def file_values(cls, path: str, section: str | None) -> dict:
     """The values of a `--config` file for `cls`: its `section` mapping if present (the section name, like
     keys, may be written with `-` or `_`), else the top level; keys may also be the option's declared flag."""
-    data = raw_file_values(path, section)
+    data = section_values(path, section)
     by_flag = {option_name(f)[2:]: f.name for f in dataclasses.fields(cls)}
     out = {}
     for k, v in data.items():
@@ -238,7 +229,7 @@ def engine_file_values(cls, path: str, section: str | None, roles) -> dict[str, 
     """{role: {EngineOptions field: value}} from a `--config` file (keys as for `file_values`)."""
     keys = engine_keys(cls, roles)
     out: dict[str, dict] = {role: {} for role in roles}
-    for k, v in raw_file_values(path, section).items():
+    for k, v in section_values(path, section).items():
         key = str(k).replace("-", "_")
         if key in keys:
             role, name = keys[key]

@@ -117,17 +117,26 @@ def summarize(subsets: Mapping[str, tuple[Sequence[int], Sequence[int | None]]],
     return {"subsets": out, "average_f1": rnd(average), "average_f1_ci": ci}
 
 
-def balanced_accuracy(labels, verdicts) -> float:
-    """Mean of the two classes' recalls (a verdict None counts as wrong); a class absent from `labels` is
-    left out (the other class's recall alone)."""
-    rec = []
-    for c in (0, 1):
-        idx = [i for i, y in enumerate(labels) if y == c]
+def verdict_metrics(labels: list[int], verdicts: list[int | None]) -> dict:
+    """Balanced accuracy, per-class recall, accuracy and unparsed share of verdicts against labels
+    (an unparsed verdict counts as wrong; a class absent from `labels` has no recall)."""
+    if len(labels) != len(verdicts) or not labels:
+        raise ValueError("need as many verdicts as labels, at least one")
+    out = {"n": len(labels), "accuracy": sum(v == y for v, y in zip(verdicts, labels)) / len(labels),
+           "unparsed": sum(v is None for v in verdicts) / len(labels)}
+    recalls = []
+    for cls, name in ((1, "recall_positive"), (0, "recall_negative")):
+        idx = [i for i, y in enumerate(labels) if y == cls]
         if idx:
-            rec.append(sum(verdicts[i] == c for i in idx) / len(idx))
-    if not rec:
-        raise ValueError("no labels")
-    return sum(rec) / len(rec)
+            out[name] = sum(verdicts[i] == cls for i in idx) / len(idx)
+            recalls.append(out[name])
+    out["balanced_accuracy"] = sum(recalls) / len(recalls)
+    return out
+
+
+def balanced_accuracy(labels, verdicts) -> float:
+    """`verdict_metrics`' balanced accuracy alone."""
+    return verdict_metrics(list(labels), list(verdicts))["balanced_accuracy"]
 
 
 def paired_difference(groups, labels, verdicts_a, verdicts_b, resamples: int = 2000, seed: int | str = 0) -> dict:

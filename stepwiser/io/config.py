@@ -24,6 +24,15 @@ def load_yaml(path: str | Path) -> dict:
     return data
 
 
+
+def section_values(path: str | Path, section: str | None) -> dict:
+    """The mapping of a `--config` file: its `section` (spelled with `-` or `_`) if present, else the top."""
+    data = load_yaml(path)
+    for name in ((section, section.replace("_", "-"), section.replace("-", "_")) if section else ()):
+        if isinstance(data.get(name), dict):
+            return data[name]
+    return data
+
 def build_config(cls: type[T], values: dict[str, Any], where: str = "config") -> T:
     """`cls(**values)` with a clear ValueError for unknown or missing keys (deprecated key spellings are
     renamed first, see `resolve_aliases`)."""

@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 
 from stepwiser.errors import StepwiserError
-from stepwiser.io.config import load_yaml
+from stepwiser.io.config import load_yaml, section_values
 from stepwiser.io.records import content_hash, file_hash
 
 REPO = Path(__file__).resolve().parents[2]
@@ -259,15 +259,6 @@ def normalize_options(options: Any, where: str) -> dict:
             raise RecipeError(f"{where}: option {key} is given twice (spelled with - and _)")
         out[key] = v
     return out
-
-
-def section_values(path: str, section: str | None) -> dict:
-    """A step's `config:` file: its section (as `--config` reads it: `-` or `_`), else its top level."""
-    data = load_yaml(path)
-    for name in ((section, section.replace("_", "-"), section.replace("-", "_")) if section else ()):
-        if isinstance(data.get(name), dict):
-            return data[name]
-    return data
 
 
 # --------------------------------------------------------------------------- the plan

@@ -14,6 +14,7 @@ import os
 import time
 from pathlib import Path
 
+from stepwiser.core.metrics import verdict_metrics
 from stepwiser.io.records import iter_jsonl
 
 # TRL's log keys -> the names written to metrics.jsonl
@@ -47,23 +48,6 @@ def metrics_record(step: int, logs: dict, step_s: float | None = None) -> dict:
 def format_metrics(rec: dict) -> str:
     parts = [f"{name} {fmt.format(rec[k])}" for name, k, fmt in SHOWN if isinstance(rec.get(k), (int, float))]
     return f"step {rec['step']}: " + "  ".join(parts)
-
-
-def verdict_metrics(labels: list[int], verdicts: list[int | None]) -> dict:
-    """Balanced accuracy, per-class recall, accuracy and unparsed share of verdicts against labels
-    (an unparsed verdict counts as wrong; a class absent from `labels` has no recall)."""
-    if len(labels) != len(verdicts) or not labels:
-        raise ValueError("need as many verdicts as labels, at least one")
-    out = {"n": len(labels), "accuracy": sum(v == y for v, y in zip(verdicts, labels)) / len(labels),
-           "unparsed": sum(v is None for v in verdicts) / len(labels)}
-    recalls = []
-    for cls, name in ((1, "recall_positive"), (0, "recall_negative")):
-        idx = [i for i, y in enumerate(labels) if y == cls]
-        if idx:
-            out[name] = sum(verdicts[i] == cls for i in idx) / len(idx)
-            recalls.append(out[name])
-    out["balanced_accuracy"] = sum(recalls) / len(recalls)
-    return out
 
 
 def _append(path: Path, rec: dict) -> None:
