@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The two set-up commands of the README:
-#   bash run.sh quickstart   install into .venv, then run the main job on the bundled default (CPU, offline)
+#   bash run.sh quickstart   install into .venv, then run the main job, recipes/quickstart.yaml (CPU, offline;
+#                            extra arguments go to `stepwiser run`, e.g. --dry-run or --set run.out=DIR)
 #   bash run.sh test         install into .venv (with dev tools), then run the test suite
 # Extra arguments after `test` go to pytest (e.g. `bash run.sh test -m slow`).
 set -euo pipefail
@@ -36,7 +37,7 @@ shift || true
 case "$cmd" in
   quickstart)
     install
-    exec "$VENV/bin/stepwiser" quickstart --out "${STEPWISER_OUT:-runs/quickstart}" "$@"
+    exec "$VENV/bin/stepwiser" run recipes/quickstart.yaml --set "run.out=${STEPWISER_OUT:-runs/quickstart}" "$@"
     ;;
   test)
     install

@@ -18,7 +18,6 @@ from stepwiser import __version__
 
 # subcommand -> module under stepwiser.cli (each defines `command`, a click.Command)
 SUBCOMMANDS = {
-    "quickstart": "quickstart",
     "data": "data",
     "init-model": "init_model",
     "sample": "sample",

@@ -41,5 +41,7 @@ def load_judge(model: str, engine_opts: dict | None = None, kind: str = "auto", 
     from stepwiser.engines import build_engine
     opts = engine_opts or {"engine": "hf"}
     use_cot = meta.get("cot", True) if cot is None else cot
-    return GenerativeJudge(build_engine(model, opts), cot=use_cot, max_tokens=max_tokens, seed=seed,
-                           prompt=meta.get("prompt", "full"))
+    from stepwiser.judges.coverage import guard_judge
+    # a micro judge: chunks its vocabulary cannot encode get an unparsed verdict instead of stopping the run
+    return guard_judge(GenerativeJudge(build_engine(model, opts), cot=use_cot, max_tokens=max_tokens, seed=seed,
+                                       prompt=meta.get("prompt", "full")))

@@ -33,7 +33,7 @@ from stepwiser.data.prompts import policy_messages
 from stepwiser.errors import StepwiserError
 from stepwiser.io.config import check_choices, option
 from stepwiser.io.records import Problem, RunManifest, read_records
-from stepwiser.judges.base import JudgeItem, Judgment
+from stepwiser.judges.coverage import CoverageGuard, guard_judge
 from stepwiser.judges.load import JudgeOptions
 from stepwiser.judges.process_reward import ProcessReward, completion_text
 from stepwiser.train.dist import barrier, is_main, world_size
@@ -189,44 +189,6 @@ class OutcomeReward:
             for t in texts:
                 log_metric("outcome/unparsed", float(extract_answer(t) is None))
         return rewards
-
-
-class CoverageGuard:
-    """A generative judge on a micro model, made safe for sampled text: a policy sampling at temperature 1
-    can write text its own (word-level) micro vocabulary cannot encode again, and the judge's engine refuses
-    such prompts. Those chunks get an unparsed verdict here (so, with the default unparsed rule, no credit)
-    and the others are judged as usual; `last_share` is the share of the last call's chunks left out."""
-
-    def __init__(self, inner):
-        self.inner, self.last_share = inner, 0.0
-
-    def prompt_texts(self, items: list[JudgeItem]) -> list[str]:
-        from stepwiser.engines import Request
-        from stepwiser.judges.prompts import judge_messages
-
-        engine = self.inner.engine
-        return [engine.prompt_text(Request(messages=judge_messages(it, self.inner.cot, self.inner.prompt)))
-                for it in items]
-
-    def judge(self, items: list[JudgeItem], k: int = 1) -> list[Judgment]:
-        from stepwiser.models.micro import unknown_pieces
-
-        bad = set(unknown_pieces(self.inner.engine.tokenizer, self.prompt_texts(items))[1]) if items else set()
-        self.last_share = len(bad) / len(items) if items else 0.0
-        kept = [it for i, it in enumerate(items) if i not in bad]
-        judged = iter(self.inner.judge(kept, k) if kept else [])
-        return [Judgment(verdicts=[None] * k) if i in bad else next(judged) for i in range(len(items))]
-
-
-def guard_judge(judge):
-    """`judge` wrapped in a `CoverageGuard` when it is a generative judge on a micro tokenizer, else itself."""
-    from stepwiser.models.micro import is_micro
-
-    engine = getattr(judge, "engine", None)
-    tokenizer = getattr(engine, "tokenizer", None)
-    if tokenizer is None or not hasattr(judge, "prompt") or not is_micro(tokenizer):
-        return judge
-    return CoverageGuard(judge)
 
 
 class PolicyProcessReward(ProcessReward):

@@ -46,7 +46,7 @@ def test_every_stage_command_is_generated_from_its_config():
     missing = sorted(name for name, cmd in _commands() if _config_of(cmd) is None and name not in NO_CONFIG)
     assert not missing, f"commands without a config dataclass (config_options): {missing}"
     for name in ("sample", "segment", "annotate", "judge-data", "data synth", "data synth-bench", "data load",
-                 "eval processbench", "eval accuracy", "eval labels", "report", "export-judge", "quickstart"):
+                 "eval processbench", "eval accuracy", "eval labels", "report", "export-judge", "report-run"):
         assert _config_of(dict(_commands())[name]) is not None, name
 
 

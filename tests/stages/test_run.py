@@ -248,15 +248,16 @@ def test_bad_recipes(tmp_path, step, match):
 def test_base_config_file_flag_names_and_expansion(tmp_path):
     base = tmp_path / "base.yaml"
     base.write_text("data_synth:\n  n: 7\n  max-steps: 4\n  seed: 9\n")
-    recipe = make_recipe(tmp_path, extra=[{"name": "q", "command": "quickstart",
-                                           "options": {"problems": 4, "out": "{out}/qs"}},
+    recipe = make_recipe(tmp_path, extra=[{"name": "q", "command": "eval accuracy",
+                                           "options": {"policy": "p", "problems": "x.jsonl", "tp": 4,
+                                                       "out": "{out}/qs"}},
                                           {"name": "s", "command": "data synth", "config": str(base),
                                            "options": {"seed": 3, "out": "{out}/s.jsonl"}}])
     plan = load_plan(str(recipe), ["s.min_steps=2"], resolve=resolve_command)
     s = plan.steps[-1]
     assert s.options == {"n": 7, "max_steps": 4, "seed": 3, "out": f"{tmp_path}/out/s.jsonl", "min_steps": 2}
     assert s.outputs == [f"{tmp_path}/out/s.jsonl"] and s.takes_overwrite
-    assert plan.steps[-2].options["problems"] == 4            # a flag name (--problems) is a key
+    assert plan.steps[-2].options["tp"] == 4                  # a flag name (--tp) is a key
     keys = [st.key for st in plan.steps]
     moved = load_plan(str(recipe), ["s.min_steps=2", f"run.out={tmp_path}/elsewhere"], resolve=resolve_command)
     assert [st.key for st in moved.steps] == keys and moved.steps[-1].options["out"].startswith(f"{tmp_path}/else")

@@ -97,7 +97,7 @@ def test_a_micro_judge_gives_text_outside_its_vocabulary_an_unparsed_verdict(mic
     policy); the judge's engine would refuse the whole batch, the guard marks those chunks unparsed."""
     from stepwiser.engines.hf import HFEngine
     from stepwiser.judges.generative import GenerativeJudge
-    from stepwiser.train.policy_grpo import CoverageGuard, guard_judge
+    from stepwiser.judges.coverage import CoverageGuard, guard_judge
 
     inner = GenerativeJudge(HFEngine(str(micro / "micro"), batch_size=4), cot=False, max_tokens=2, prompt="compact")
     guard = guard_judge(inner)
@@ -108,6 +108,20 @@ def test_a_micro_judge_gives_text_outside_its_vocabulary_an_unparsed_verdict(mic
     out = guard.judge(items)
     assert len(out) == 3 and out[1].verdicts == [None] and out[1].texts == []
     assert out[0].texts and out[2].texts and guard.last_share == pytest.approx(1 / 3)
+
+
+def test_load_judge_guards_a_micro_judge_for_every_stage(micro, capsys):
+    """eval labels / processbench / search / select / serve get judges from load_judge: a micro judge comes
+    guarded (attributes pass through), and an uncovered chunk is reported on stderr with a running count."""
+    from stepwiser.judges.coverage import CoverageGuard
+    from stepwiser.judges.load import load_judge
+
+    judge = load_judge(str(micro / "micro"), {"engine": "hf", "batch_size": 4}, cot=False, max_tokens=2)
+    assert isinstance(judge, CoverageGuard) and judge.cot is False
+    p = generate_problems(1, 1001, 3, 4, 10, max_value=100)[0]
+    out = judge.judge([JudgeItem(p.problem, [], "6 * 9 = 54 zebra quantum"), JudgeItem(p.problem, [], "6 * 9 = 54")])
+    assert out[0].verdicts == [None] and out[1].texts and (judge.uncovered, judge.seen) == (1, 2)
+    assert "1 of 2 chunk(s) hold words the micro vocabulary cannot encode" in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------- config
