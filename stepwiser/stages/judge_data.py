@@ -127,7 +127,9 @@ def load_annotations(path: str, label: str) -> list[Annotation]:
         rows.append(a)
     if not rows:
         raise StepwiserError(f"{path}: no annotations")
-    return rows
+    # the file's order is the order the annotations finished in (a resumed run appends the rest later):
+    # sort, so that the split, the balancing and the output do not depend on it
+    return sorted(rows, key=lambda a: (str(a.problem_id), str(a.sample_id)))
 
 
 def present_label_types(path: str) -> list[str]:

@@ -459,3 +459,16 @@ def test_position_only_baseline_is_exact():
     assert got == {"val_balanced_accuracy": round(2 / 3, 4), "predicts": {"0": 1, "1": 0, "2": 0}, "otherwise": 0}
     assert position_baseline(train, [_ex(0, 1, 30), _ex(1, 0, 30)])["val_balanced_accuracy"] == 1.0
     assert position_baseline(train, []) is None
+
+
+def test_outputs_do_not_depend_on_the_annotation_file_order(tmp_path, tok, smollm2_tokenizer_dir):
+    """A resumed `annotate` appends the records it had left in another order: judge-data sorts them first."""
+    ann, probs = _write(tmp_path)
+    run_judge_data(_cfg(tmp_path, ann, probs, smollm2_tokenizer_dir), tokenizer=tok)
+    shuffled = dict(sorted(LABELS.items(), key=lambda kv: (kv[0][1], kv[0][0]), reverse=True))
+    ann2, _ = _write(tmp_path, labels=shuffled, name="ann-shuffled.jsonl")
+    assert ann2.read_text() != ann.read_text()
+    run_judge_data(_cfg(tmp_path, ann2, probs, smollm2_tokenizer_dir, out="jd-shuffled"), tokenizer=tok)
+    for split in ("train", "val"):
+        assert (tmp_path / "jd" / f"{split}.jsonl").read_text() == \
+            (tmp_path / "jd-shuffled" / f"{split}.jsonl").read_text()
