@@ -155,12 +155,33 @@ class JudgeReward:
 
 # --------------------------------------------------------------------------- trainer
 
-def grpo_args(cfg: JudgeTrainConfig):
-    """The TRL GRPOConfig of a run."""
+def trl_grpo_config(cfg, learning_rate: float, lr_scheduler: str, **extra):
+    """TRL's GRPOConfig from the GRPO settings a judge run and a policy run share (same attribute names in
+    JudgeTrainConfig and PolicyGRPOConfig); `extra` adds or overrides keys (vLLM, reward_weights)."""
     from trl import GRPOConfig
 
     from stepwiser.train.sft import has_accelerator
 
+    args = dict(
+        output_dir=str(Path(cfg.out) / "checkpoints"), learning_rate=learning_rate, num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps or -1, per_device_train_batch_size=cfg.per_device_batch,
+        gradient_accumulation_steps=cfg.grad_accum, steps_per_generation=cfg.trl_steps_per_generation,
+        num_generations=cfg.num_generations, max_completion_length=cfg.max_completion_length,
+        temperature=cfg.temperature, top_p=cfg.top_p, epsilon=cfg.epsilon, epsilon_high=cfg.epsilon_high,
+        beta=cfg.beta, loss_type=cfg.loss_type, scale_rewards=cfg.scale_rewards,
+        mask_truncated_completions=cfg.mask_truncated_completions, lr_scheduler_type=lr_scheduler,
+        warmup_steps=cfg.lr_warmup_ratio, weight_decay=cfg.weight_decay, bf16=cfg.bf16,
+        activation_checkpointing=cfg.gradient_checkpointing, seed=cfg.seed, data_seed=cfg.seed,
+        logging_steps=cfg.logging_steps, save_strategy="steps", save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit, report_to="none", log_completions=cfg.log_completions,
+        num_completions_to_print=4, remove_unused_columns=False, dataloader_num_workers=0,
+        use_cpu=not has_accelerator())
+    args.update(extra)
+    return GRPOConfig(**args)
+
+
+def grpo_args(cfg: JudgeTrainConfig):
+    """The TRL GRPOConfig of a judge run."""
     vllm = {}
     if cfg.use_vllm:
         vllm = {"use_vllm": True, "vllm_mode": cfg.vllm_mode,
@@ -168,20 +189,7 @@ def grpo_args(cfg: JudgeTrainConfig):
                 "vllm_tensor_parallel_size": cfg.vllm_tensor_parallel_size,
                 "vllm_max_model_length": cfg.vllm_max_model_length,
                 "vllm_server_base_url": cfg.vllm_server_base_url}
-    return GRPOConfig(
-        output_dir=str(Path(cfg.out) / "checkpoints"), learning_rate=cfg.learning_rate, num_train_epochs=cfg.epochs,
-        max_steps=cfg.max_steps or -1, per_device_train_batch_size=cfg.per_device_batch,
-        gradient_accumulation_steps=cfg.grad_accum, steps_per_generation=cfg.trl_steps_per_generation,
-        num_generations=cfg.num_generations, max_completion_length=cfg.max_completion_length,
-        temperature=cfg.temperature, top_p=cfg.top_p, epsilon=cfg.epsilon, epsilon_high=cfg.epsilon_high,
-        beta=cfg.beta, loss_type=cfg.loss_type, scale_rewards=cfg.scale_rewards,
-        mask_truncated_completions=cfg.mask_truncated_completions, lr_scheduler_type=cfg.lr_scheduler,
-        warmup_steps=cfg.lr_warmup_ratio, weight_decay=cfg.weight_decay, bf16=cfg.bf16,
-        activation_checkpointing=cfg.gradient_checkpointing, seed=cfg.seed, data_seed=cfg.seed,
-        logging_steps=cfg.logging_steps, save_strategy="steps", save_steps=cfg.save_steps,
-        save_total_limit=cfg.save_total_limit, report_to="none", log_completions=cfg.log_completions,
-        num_completions_to_print=4, remove_unused_columns=False, dataloader_num_workers=0,
-        use_cpu=not has_accelerator(), **vllm)
+    return trl_grpo_config(cfg, cfg.learning_rate, cfg.lr_scheduler, **vllm)
 
 
 def make_grpo_trainer(cfg: JudgeTrainConfig, model_path: str, rows: list[dict], reward=None, callbacks=()):

@@ -33,6 +33,9 @@ WARMUP_ANALYSES = ("template", "policy")
 LATER_FIELDS = ("warmup_analysis", "warmup_policy", "warmup_policy_samples", "warmup_policy_temperature",
                 "warmup_policy_max_tokens", "collapse_threshold", "collapse_action", "judge_prompt", "balanced_batches")
 COLLAPSE_ACTIONS = ("warn", "stop")
+# GRPO settings whose defaults the judge runs and the policy runs (train/policy_grpo.py) share: written once
+GRPO_DEFAULTS = {"epsilon": 0.2, "epsilon_high": 0.28, "beta": 0.0, "loss_type": "dapo", "scale_rewards": "group",
+                 "temperature": 1.0, "top_p": 1.0, "mask_truncated_completions": False}
 
 
 @dataclass
@@ -74,18 +77,18 @@ class JudgeTrainConfig(ModelTrainOptions):
     optimizer_steps_per_generation: int = option(
         4, "GRPO: optimiser steps per generation batch (clipping only acts from the second on); TRL's "
            "steps_per_generation counts micro-batches, this x --grad-accum.", aliases=("steps_per_generation",))
-    epsilon: float = option(0.2, "GRPO: lower clip range.")
-    epsilon_high: float = option(0.28, "GRPO: upper clip range (clip-higher).")
-    beta: float = option(0.0, "GRPO: KL coefficient.")
-    loss_type: str = option("dapo", "GRPO: TRL loss type.", choices=LOSS_TYPES)
-    scale_rewards: str = option("group", "GRPO: advantage normalisation.", choices=SCALE_REWARDS)
-    temperature: float = option(1.0, "GRPO sampling temperature.")
-    top_p: float = option(1.0, "GRPO sampling top-p.")
+    epsilon: float = option(GRPO_DEFAULTS["epsilon"], "GRPO: lower clip range.")
+    epsilon_high: float = option(GRPO_DEFAULTS["epsilon_high"], "GRPO: upper clip range (clip-higher).")
+    beta: float = option(GRPO_DEFAULTS["beta"], "GRPO: KL coefficient.")
+    loss_type: str = option(GRPO_DEFAULTS["loss_type"], "GRPO: TRL loss type.", choices=LOSS_TYPES)
+    scale_rewards: str = option(GRPO_DEFAULTS["scale_rewards"], "GRPO: advantage normalisation.", choices=SCALE_REWARDS)
+    temperature: float = option(GRPO_DEFAULTS["temperature"], "GRPO sampling temperature.")
+    top_p: float = option(GRPO_DEFAULTS["top_p"], "GRPO sampling top-p.")
     max_completion_length: int | None = option(None, "GRPO: most tokens per judgment [default: 1024 with CoT, 32 "
                                                      "for grpo-nocot] (paper: 3096).")
     format_penalty: float = option(-1.0, "GRPO: reward of a badly formed judgment (anything but one boxed verdict "
                                          "at the very end, then EOS; grpo-nocot: the verdict alone).")
-    mask_truncated_completions: bool = option(False, "GRPO: leave truncated completions out of the loss.")
+    mask_truncated_completions: bool = option(GRPO_DEFAULTS["mask_truncated_completions"], "GRPO: leave truncated completions out of the loss.")
     use_vllm: bool = option(False, "GRPO: generate with vLLM (GPU).")
     vllm_mode: str = option("colocate", "GRPO with vLLM: colocate (in the training processes) or server.",
                             choices=VLLM_MODES)

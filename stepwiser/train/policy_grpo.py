@@ -37,7 +37,7 @@ from stepwiser.judges.coverage import CoverageGuard, guard_judge
 from stepwiser.judges.load import JudgeOptions
 from stepwiser.judges.process_reward import ProcessReward, completion_text
 from stepwiser.train.dist import barrier, is_main, world_size
-from stepwiser.train.judge_config import LOSS_TYPES, SCALE_REWARDS, SCHEDULERS
+from stepwiser.train.judge_config import GRPO_DEFAULTS, LOSS_TYPES, SCALE_REWARDS, SCHEDULERS
 from stepwiser.train.judge_metrics import metrics_record, read_metrics, summarize_metrics, trim_metrics
 from stepwiser.train.sft import ModelTrainOptions
 
@@ -79,14 +79,14 @@ class PolicyGRPOConfig(JudgeOptions, ModelTrainOptions):
                                                     "samples fresh completions; clipping acts from the 2nd).")
     num_generations: int = option(8, "Completions per prompt (the GRPO group).")
     max_completion_length: int = option(160, "Most tokens per completion (micro solutions: about 100).")
-    temperature: float = option(1.0, "Sampling temperature.")
-    top_p: float = option(1.0, "Sampling top-p.")
-    beta: float = option(0.0, "KL coefficient.")
-    loss_type: str = option("dapo", "TRL loss type.", choices=LOSS_TYPES)
-    epsilon: float = option(0.2, "Lower clip range.")
-    epsilon_high: float = option(0.28, "Upper clip range (clip-higher).")
-    scale_rewards: str = option("group", "Advantage normalisation.", choices=SCALE_REWARDS)
-    mask_truncated_completions: bool = option(False, "Leave completions cut at --max-completion-length out of "
+    temperature: float = option(GRPO_DEFAULTS["temperature"], "Sampling temperature.")
+    top_p: float = option(GRPO_DEFAULTS["top_p"], "Sampling top-p.")
+    beta: float = option(GRPO_DEFAULTS["beta"], "KL coefficient.")
+    loss_type: str = option(GRPO_DEFAULTS["loss_type"], "TRL loss type.", choices=LOSS_TYPES)
+    epsilon: float = option(GRPO_DEFAULTS["epsilon"], "Lower clip range.")
+    epsilon_high: float = option(GRPO_DEFAULTS["epsilon_high"], "Upper clip range (clip-higher).")
+    scale_rewards: str = option(GRPO_DEFAULTS["scale_rewards"], "Advantage normalisation.", choices=SCALE_REWARDS)
+    mask_truncated_completions: bool = option(GRPO_DEFAULTS["mask_truncated_completions"], "Leave completions cut at --max-completion-length out of "
                                                      "the loss.")
     scheduler: str = option("constant", "Learning-rate schedule.", choices=SCHEDULERS)
     lr_warmup_ratio: float = option(0.0, "Share of the steps with a linear learning-rate warm-up.")
@@ -224,25 +224,10 @@ def load_run_judge(cfg: PolicyGRPOConfig, engine_opts=None):
 # --------------------------------------------------------------------------- trainer
 
 def policy_grpo_args(cfg: PolicyGRPOConfig, reward_weights: list[float]):
-    """The TRL GRPOConfig of a run."""
-    from trl import GRPOConfig
+    """The TRL GRPOConfig of a policy run (the judge's GRPO settings builder, plus the reward weights)."""
+    from stepwiser.train.grpo import trl_grpo_config
 
-    from stepwiser.train.sft import has_accelerator
-
-    return GRPOConfig(
-        output_dir=str(Path(cfg.out) / "checkpoints"), learning_rate=cfg.lr, num_train_epochs=cfg.epochs,
-        max_steps=cfg.max_steps or -1, per_device_train_batch_size=cfg.per_device_batch,
-        gradient_accumulation_steps=cfg.grad_accum, steps_per_generation=cfg.trl_steps_per_generation,
-        num_generations=cfg.num_generations, max_completion_length=cfg.max_completion_length,
-        temperature=cfg.temperature, top_p=cfg.top_p, epsilon=cfg.epsilon, epsilon_high=cfg.epsilon_high,
-        beta=cfg.beta, loss_type=cfg.loss_type, scale_rewards=cfg.scale_rewards, reward_weights=reward_weights,
-        mask_truncated_completions=cfg.mask_truncated_completions, lr_scheduler_type=cfg.scheduler,
-        warmup_steps=cfg.lr_warmup_ratio, weight_decay=cfg.weight_decay, bf16=cfg.bf16,
-        activation_checkpointing=cfg.gradient_checkpointing, seed=cfg.seed, data_seed=cfg.seed,
-        logging_steps=cfg.logging_steps, save_strategy="steps", save_steps=cfg.save_steps,
-        save_total_limit=cfg.save_total_limit, report_to="none", log_completions=cfg.log_completions,
-        num_completions_to_print=4, remove_unused_columns=False, dataloader_num_workers=0,
-        use_cpu=not has_accelerator())
+    return trl_grpo_config(cfg, cfg.lr, cfg.scheduler, reward_weights=reward_weights)
 
 
 def make_policy_trainer(cfg: PolicyGRPOConfig, model_path: str, rows: list[dict], rewards: list,
