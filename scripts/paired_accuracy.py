@@ -9,19 +9,8 @@ or search.jsonl / baseline.jsonl of `search` (any JSONL with problem_id and corr
 from __future__ import annotations
 
 import argparse
-import json
 
-from stepwiser.stages.run_report_tables import paired_accuracy
-
-
-def correct_by_problem(path: str) -> dict[str, list]:
-    out: dict[str, list] = {}
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                r = json.loads(line)
-                out.setdefault(str(r["problem_id"]), []).append(bool(r.get("correct", r.get("answer_status") == "correct")))
-    return out
+from stepwiser.stages.run_report_tables import correct_by_problem, paired_accuracy
 
 
 def main() -> None:

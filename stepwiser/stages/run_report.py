@@ -316,11 +316,8 @@ def search_section(cfg: RunReportConfig, runs: dict[str, dict], paths: dict[str,
         run["paired"] = None
         res, base = paths[name] / "search.jsonl", paths[name] / "baseline.jsonl"
         if res.is_file() and base.is_file():
-            by = {}
-            for f, key in ((res, "a"), (base, "b")):
-                for _, r in iter_jsonl(f):
-                    by.setdefault(key, {}).setdefault(str(r["problem_id"]), []).append(r.get("correct"))
-            run["paired"] = tables.paired_accuracy(by.get("a", {}), by.get("b", {}), cfg.bootstrap, cfg.seed)
+            run["paired"] = tables.paired_accuracy(tables.correct_by_problem(res), tables.correct_by_problem(base),
+                                                   cfg.bootstrap, cfg.seed)
     return section("Chunk-reset search", tables.search_table(runs), [tables.SEARCH_NOTE], produced_by("search", runs))
 
 

@@ -149,6 +149,17 @@ def annotations_table(runs: Mapping[str, dict]) -> list[str]:
 
 # --------------------------------------------------------------------------- search
 
+def correct_by_problem(path) -> dict[str, list]:
+    """{problem_id: [correct, ...]} of a JSONL with problem_id and correct (search.jsonl, baseline.jsonl, the
+    samples.jsonl of `sample` / `eval accuracy`, whose `answer_status` stands in when `correct` is absent)."""
+    from stepwiser.io.records import iter_jsonl
+
+    out: dict[str, list] = {}
+    for _, r in iter_jsonl(path):
+        out.setdefault(str(r["problem_id"]), []).append(bool(r.get("correct", r.get("answer_status") == "correct")))
+    return out
+
+
 def paired_accuracy(a: Mapping[str, list], b: Mapping[str, list], resamples: int, seed: int) -> dict | None:
     """Accuracy of A minus B in points over the problems both have ({problem: [correct, ...]}, a problem's
     mean counts once), with a percentile bootstrap over problems; None when no problem is shared."""
