@@ -200,9 +200,12 @@ def make_grpo_trainer(cfg: JudgeTrainConfig, model_path: str, rows: list[dict], 
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import GRPOTrainer
 
+    from stepwiser.train.grpo_shared_prompt import SharedPromptMixin
     from stepwiser.train.sft import check_micro_coverage, peft_config_of
 
-    class TimedGRPOTrainer(GRPOTrainer):
+    class TimedGRPOTrainer(SharedPromptMixin, GRPOTrainer):
+        shared_prompt = cfg.shared_prompt
+
         def _generate_and_score_completions(self, inputs):
             t0 = time.perf_counter()
             with self.accelerator.autocast():   # bf16: generate in bf16 too (about 2x faster on CPUs with AMX)

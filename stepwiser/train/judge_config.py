@@ -104,6 +104,10 @@ class JudgeTrainConfig(ModelTrainOptions):
                                            "prompts (a class-balanced sampler, reshuffled every epoch): with few "
                                            "prompts per step it keeps the verdict bias from drifting with the "
                                            "batch's class mix.")
+    shared_prompt: bool = option(True, "GRPO: compute each distinct prompt once per batch, for generation and "
+                                       "the loss (exact, faster: a prompt has num_generations completions; "
+                                       "stepwiser.train.grpo_shared_prompt). Single-process transformers "
+                                       "generation only; elsewhere TRL's own code runs.")
     collapse_action: str = option("warn", "GRPO collapse watch: warn, or stop (end training cleanly: final model "
                                           "saved, the summary says why).", choices=COLLAPSE_ACTIONS)
     # validation during GRPO: greedy judgments of the validation split every `eval_steps` (0: off)
@@ -145,6 +149,7 @@ class JudgeTrainConfig(ModelTrainOptions):
     num_threads: int | None = option(None, "torch CPU threads.")
 
     VOLATILE = ("logging_steps", "save_steps", "save_total_limit", "resume", "num_threads", "log_completions",
+                "shared_prompt",
                 "vllm_server_base_url", "vllm_gpu_memory_utilization", "eval_steps", "val_data",
                 "eval_max_examples")
 
