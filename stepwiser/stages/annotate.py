@@ -67,6 +67,11 @@ class AnnotateConfig:
     shard: str | None = option(None, "Process shard i of n (i/n), partitioned by problem_id.")
     engine: str = option("hf", "Generation backend (set by --engine).", cli=False)
     target_sequences: int = option(256, "Rollouts gathered per engine call (keeps the engine's batch full).")
+    block_problems: int = option(
+        32, "Problems per block: engine calls only mix problems of one block, and a rerun after a crash redoes "
+            "an unfinished block from its start, so a resumed run writes the same records as an uninterrupted "
+            "one (the same engine batches; 0: mix freely, a resumed run then differs where float rounding of "
+            "other batches flips a near-tie).")
     verify_timeout: float = option(5.0, "Seconds per answer check (math-verify in a worker process).")
     relabel: str | None = option(None, "Recompute labels of this annotation file for new --gamma/--alpha/--n "
                                        "(no rollouts; stage `relabel`).", path="file")
@@ -80,7 +85,7 @@ class AnnotateConfig:
               "counts neither as a success nor as a failure and is redrawn).")
 
     # not hashed: they change speed or when a run gives up, never the records it writes
-    VOLATILE = ("target_sequences", "verify_timeout", "max_verify_error_share")
+    VOLATILE = ("target_sequences", "verify_timeout", "max_verify_error_share", "block_problems")
 
     def __post_init__(self):
         self.labels = tuple(self.labels)
@@ -97,6 +102,8 @@ class AnnotateConfig:
             raise ValueError(f"missing {', '.join(missing)}")
         if self.rollouts < 1:
             raise ValueError("rollouts must be >= 1")
+        if self.block_problems < 0:
+            raise ValueError(f"block_problems must be >= 0 (0: no blocks), got {self.block_problems!r}")
         if not 0 <= self.max_verify_error_share <= 1:
             raise ValueError(f"max_verify_error_share must be in [0, 1], got {self.max_verify_error_share!r}")
         LabelParams(self.gamma, self.alpha, self.n)          # validates gamma/alpha/n
@@ -410,7 +417,8 @@ def run_annotate(cfg: AnnotateConfig, engine: Engine, overwrite: bool = False, p
                                 volatile=AnnotateConfig.VOLATILE)
     prior = load_prior(cfg.prior_from)
     writer = JsonlWriter(cfg.out, sample_key)
-    queue = [pid for pid, g in groups.items() if any(s.key not in writer for s in g)]
+    block = problem_blocks(list(groups), cfg.block_problems)
+    queue = resume_queue(groups, block, lambda s: s.key in writer)
     stats: Counter = Counter()
     if queue:
         engine = as_engine(engine)
@@ -421,7 +429,7 @@ def run_annotate(cfg: AnnotateConfig, engine: Engine, overwrite: bool = False, p
                                enabled=progress) as bar:
         bar.advance(sum(len(s.chunks) for g in groups.values() for s in g if s.key in writer))
         while queue or active:
-            _refill(cfg, active, queue, groups, problems, skips, prior, bar)
+            _refill(cfg, active, queue, groups, problems, skips, prior, bar, block)
             if not active:
                 break
             jobs = collect_jobs(cfg, active)
@@ -431,9 +439,9 @@ def run_annotate(cfg: AnnotateConfig, engine: Engine, overwrite: bool = False, p
             for w in [w for w in active if w.done()]:
                 active.remove(w)
                 for si, s in enumerate(w.samples):
-                    if s.key not in writer:
+                    if s.key not in writer:   # a redone block's finished samples are not written twice
                         writer.write(build_annotation(cfg, w, si))
-                bar.advance(sum(len(s.chunks) for s in w.samples))
+                        bar.advance(len(s.chunks))
                 stats["done_spent"] += sum(w.slot_rollouts().values()) + (
                     w.q0.m if w.q0_source == "rollouts" else 0)
                 stats["done_budget"] += sum(cfg.rollouts * (len(s.chunks) - 1) for s in w.samples) + (
@@ -460,12 +468,31 @@ def _skip_text(skips: SkipLog) -> str:
     return "every sample was skipped (" + ", ".join(f"{r}: {n}" for r, n in skips.reasons.items()) + ")"
 
 
-def _refill(cfg, active, queue, groups, problems, skips, prior, bar) -> None:
-    """Add problems to the active set until the next round has `target_sequences` rollouts."""
+def problem_blocks(order: list[str], size: int) -> dict[str, int]:
+    """problem id -> its block: consecutive runs of `size` problems in `order`; size 0: no blocks (every
+    problem its own block for resuming, and problems mix freely in engine calls)."""
+    return {pid: (i // size if size else -1) for i, pid in enumerate(order)}
+
+
+def resume_queue(groups: dict, block: dict[str, int], written) -> list[str]:
+    """The problems to (re)do, in order: every problem of a block that has a sample not yet `written` (the
+    block is redone from its start, so its engine calls are those of an uninterrupted run); without blocks
+    (-1), only the problems with a sample missing."""
+    unfinished = {pid for pid, g in groups.items() if not all(written(s) for s in g)}
+    blocks = {block[pid] for pid in unfinished} - {-1}
+    return [pid for pid in groups if pid in unfinished or block[pid] in blocks]
+
+
+def _refill(cfg, active, queue, groups, problems, skips, prior, bar, block) -> None:
+    """Add problems to the active set until the next round has `target_sequences` rollouts, never mixing
+    problems of two blocks."""
     def pending() -> int:
         return sum(sum(n.values()) for w in active for n in (st.needs() for st in w.stoppers))
 
-    while queue and (not active or pending() < cfg.target_sequences):
+    def same_block() -> bool:
+        return block[queue[0]] == block[active[0].problem.id]
+
+    while queue and (not active or (pending() < cfg.target_sequences and same_block())):
         pid = queue.pop(0)
         g = groups[pid]
         if not reference_parses(problems[pid].answer, cfg.verify_timeout):
