@@ -11,8 +11,8 @@ round gathers the rollouts that all active responses need and sends them to the 
 call, each prefix as one request with n rollouts (vLLM shares the prefix's KV cache; the hf engine
 prefills it once for its n rollouts).
 
-Resume. A problem's annotations are written when all its samples are done; a rerun redoes the
-problems with any annotation missing. Rollout seeds are derived from (seed, problem, sample, index,
+Resume. A problem's annotations are written when all its samples are done; problems go through the engine
+in blocks (`block_problems`), and a rerun redoes every block with an annotation missing from its start. Rollout seeds are derived from (seed, problem, sample, index,
 rollouts already done), so a deterministic engine reproduces the uninterrupted run exactly.
 """
 from __future__ import annotations
@@ -31,6 +31,7 @@ from stepwiser.io.records import Annotation, JsonlWriter, Problem, RunManifest, 
 from stepwiser.io.records import request_seed, sample_key
 from stepwiser.errors import EmptyResultError, StepwiserError
 from stepwiser.io.config import check_choices, option
+from stepwiser.stages.annotate_queue import in_shard, parse_shard, problem_blocks, resume_queue
 from stepwiser.stages.annotate_summary import summarize
 
 SEPARATOR = {"tags": "\n", "blank": "\n\n"}
@@ -140,23 +141,6 @@ def hashed_config(cfg: AnnotateConfig) -> dict:
     for key in ("relabel", "merge"):   # other tasks of the command, not part of an annotation run
         config.pop(key)
     return config
-
-
-def parse_shard(shard: str | None) -> tuple[int, int]:
-    """'i/n' -> (i, n) with 0 <= i < n; None -> (0, 1)."""
-    if shard is None:
-        return 0, 1
-    try:
-        i, n = (int(x) for x in shard.split("/"))
-    except ValueError:
-        raise ValueError(f"--shard must look like i/n (e.g. 0/4), got {shard!r}") from None
-    if not (n >= 1 and 0 <= i < n):
-        raise ValueError(f"--shard {shard}: need 0 <= i < n")
-    return i, n
-
-
-def in_shard(problem_id: str, shard: tuple[int, int]) -> bool:
-    return int(content_hash(problem_id, 8), 16) % shard[1] == shard[0]
 
 
 @dataclass
@@ -466,21 +450,6 @@ def _read_samples(cfg: AnnotateConfig) -> list[Sample]:
 
 def _skip_text(skips: SkipLog) -> str:
     return "every sample was skipped (" + ", ".join(f"{r}: {n}" for r, n in skips.reasons.items()) + ")"
-
-
-def problem_blocks(order: list[str], size: int) -> dict[str, int]:
-    """problem id -> its block: consecutive runs of `size` problems in `order`; size 0: no blocks (every
-    problem its own block for resuming, and problems mix freely in engine calls)."""
-    return {pid: (i // size if size else -1) for i, pid in enumerate(order)}
-
-
-def resume_queue(groups: dict, block: dict[str, int], written) -> list[str]:
-    """The problems to (re)do, in order: every problem of a block that has a sample not yet `written` (the
-    block is redone from its start, so its engine calls are those of an uninterrupted run); without blocks
-    (-1), only the problems with a sample missing."""
-    unfinished = {pid for pid, g in groups.items() if not all(written(s) for s in g)}
-    blocks = {block[pid] for pid in unfinished} - {-1}
-    return [pid for pid in groups if pid in unfinished or block[pid] in blocks]
 
 
 def _refill(cfg, active, queue, groups, problems, skips, prior, bar, block) -> None:

@@ -77,7 +77,7 @@ def test_killed_and_resumed_writes_the_records_of_an_uninterrupted_run(tmp_path,
 
 
 def test_resume_queue_redoes_whole_unfinished_blocks():
-    from stepwiser.stages.annotate import problem_blocks, resume_queue
+    from stepwiser.stages.annotate_queue import problem_blocks, resume_queue
 
     groups = {p: [f"{p}/0", f"{p}/1"] for p in "abcdefg"}
     written = {"a/0", "a/1", "b/0", "b/1", "c/0", "d/0", "d/1", "g/0", "g/1"}
