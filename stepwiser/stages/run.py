@@ -10,7 +10,8 @@ key changed runs again with --overwrite (its stage would refuse a changed config
 does every later step, whose key chains it. A step that was stopped (Ctrl-C, a kill, a crash) keeps its
 key and is not complete: the rerun resumes it without --overwrite, so the stage resumes from its
 partial output. A failing step stops the run (StepFailed: the step, the exit code, the log, the
-command that reruns it alone).
+command that reruns it alone). With `jobs` > 1, steps whose inputs are ready run at once (threads, each
+waiting on its subprocess); after a failure no new step starts and the running ones finish.
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ import yaml
 from stepwiser.errors import StepwiserError
 from stepwiser.io.config import option
 from stepwiser.io.records import content_hash, manifest_path, write_json
-from stepwiser.stages.run_recipe import Plan, Step, load_plan, script_flags, select_steps
+from stepwiser.stages.run_recipe import Plan, Step, load_plan, script_flags, select_steps, step_needs
 
 
 @dataclass
@@ -46,6 +47,12 @@ class RunConfig:
     dry_run: bool = option(False, "Print the plan and each step's command; run nothing.")
     force: bool = option(False, "Rerun the selected steps from scratch even when done (their outputs are "
                                 "replaced: --overwrite).")
+    jobs: int = option(1, "Steps run at once: a step starts when every earlier step whose outputs it names "
+                          "is done (recipe order otherwise); its output lines are prefixed with its name.")
+
+    def __post_init__(self):
+        if not isinstance(self.jobs, int) or self.jobs < 1:
+            raise ValueError(f"jobs must be a whole number >= 1, got {self.jobs!r}")
 
 
 class StepFailed(StepwiserError):
@@ -81,6 +88,7 @@ class RunState:
         self.plan, self.path = plan, plan.out / "manifest.json"
         data = json.loads(self.path.read_text(encoding="utf-8")) if self.path.is_file() else {}
         self.steps: dict[str, dict] = data.get("steps", {}) if data.get("stage") == "run" else {}
+        self.lock = threading.Lock()
 
     def status(self, step: Step) -> str:
         """done | new | resume | changed | outputs missing."""
@@ -101,9 +109,13 @@ class RunState:
     def save(self) -> None:
         from stepwiser import __version__
 
+        with self.lock:   # steps run in threads with --jobs: one writer at a time, no record changing meanwhile
+            self._save(__version__)
+
+    def _save(self, version: str) -> None:
         config = self.plan.config()
         done = all(self.status(s) == "done" for s in self.plan.steps)
-        write_json(self.path, {"stage": "run", "version": __version__, "recipe": self.plan.recipe,
+        write_json(self.path, {"stage": "run", "version": version, "recipe": self.plan.recipe,
                                "config": config, "config_hash": content_hash(config), "complete": done,
                                "steps": self.steps})
 
@@ -152,6 +164,10 @@ def stop_child(proc: subprocess.Popen) -> None:
             proc.wait(timeout=wait)
 
 
+LIVE: set[subprocess.Popen] = set()   # the steps' processes now running (stopped on an interrupt)
+LIVE_LOCK = threading.Lock()
+
+
 def run_process(argv: list[str], log: Path, env: dict, sink) -> int:
     """Run `argv` with its stdout and stderr appended to `log` and passed to `sink(bytes)`; the exit code.
     An interrupt (Ctrl-C, SIGTERM of the runner) stops the process and is raised again."""
@@ -163,6 +179,8 @@ def run_process(argv: list[str], log: Path, env: dict, sink) -> int:
         fh.flush()
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
                                 stdin=subprocess.DEVNULL, preexec_fn=die_with_parent if linux else None)  # noqa: PLW1509
+        with LIVE_LOCK:
+            LIVE.add(proc)
         try:
             fd = proc.stdout.fileno()
             while chunk := os.read(fd, 1 << 16):
@@ -176,6 +194,8 @@ def run_process(argv: list[str], log: Path, env: dict, sink) -> int:
             raise
         finally:
             proc.stdout.close()
+            with LIVE_LOCK:
+                LIVE.discard(proc)
         fh.write(f"===== exit {code}\n".encode())
     return code
 
@@ -253,46 +273,116 @@ def run_step(plan: Plan, state: RunState, step: Step, overwrite: bool, debug: bo
            "attempts": old.get("attempts", 0) + 1 if old.get("key") == step.key else 1}
     if old.get("seconds") is not None:
         rec["seconds"] = old["seconds"]   # the last measured time: the next estimate on this machine
-    state.steps[step.name] = rec
+    with state.lock:
+        state.steps[step.name] = rec
     state.save()
     t0 = time.time()
     code = run_process(step_argv(step, cfg_path, overwrite, debug), log, child_env(plan, overwrite), sink)
     seconds = round(time.time() - t0, 1)
-    rec.update(exit=code, finished=datetime.datetime.now().isoformat(timespec="seconds"))
+    with state.lock:
+        rec.update(exit=code, finished=datetime.datetime.now().isoformat(timespec="seconds"))
     missing = [o for o in step.outputs if output_problem(o) == "missing"] if code == 0 else []
     if code != 0 or missing:
         state.save()
         reason = f"exit 0 but {missing[0]} was not written" if missing else ""
         raise StepFailed(step, code, log, rerun_command(plan, step), reason)
-    rec.update(complete=True, seconds=seconds)
+    with state.lock:
+        rec.update(complete=True, seconds=seconds)
     state.save()
     return seconds
 
 
-def execute(plan: Plan, selected: list[Step], state: RunState, force: bool = False, debug: bool = False,
-            sink=console_sink, announce=print) -> list[tuple[Step, str, float | None]]:
-    """Run the selected steps in order: (step, what happened, seconds) for each. `announce(step, how)`
-    is called before a step starts."""
-    results: list[tuple[Step, str, float | None]] = []
+def to_run(plan: Plan, selected: list[Step], state: RunState, force: bool):
+    """(step, status) of the selected steps that need running, and the results of the others."""
     chosen = {s.name for s in selected}
+    todo, results = [], {}
+    for step in plan.steps:
+        status = state.status(step)
+        if step.name not in chosen:
+            results[step.name] = "not selected"
+        elif status == "done" and not force:
+            results[step.name] = "skipped (done)"
+        else:
+            todo.append((step, status))
+    return todo, results
+
+
+def execute(plan: Plan, selected: list[Step], state: RunState, force: bool = False, debug: bool = False,
+            sink=console_sink, announce=print, jobs: int = 1) -> list[tuple[Step, str, float | None]]:
+    """Run the selected steps (in order; `jobs` > 1: `run_parallel`): (step, what happened, seconds) for
+    each step of the plan. `announce(step, how)` is called before a step starts."""
+    todo, how = to_run(plan, selected, state, force)
+    seconds: dict[str, float] = {}
     with sigterm_as_interrupt():
-        for step in plan.steps:
-            if step.name not in chosen:
-                results.append((step, "not selected", None))
-                continue
-            status = state.status(step)
-            if status == "done" and not force:
-                results.append((step, "skipped (done)", None))
-                continue
+        if jobs > 1:
+            run_parallel(plan, todo, state, jobs, force, debug, sink, announce, seconds)
+        for step, status in todo if jobs == 1 else []:
             overwrite = force or status == "changed"
             announce(step, "rerun from scratch" if overwrite else status)
             try:
-                seconds = run_step(plan, state, step, overwrite, debug, sink)
+                seconds[step.name] = run_step(plan, state, step, overwrite, debug, sink)
             except KeyboardInterrupt:
                 state.save()
                 raise
-            results.append((step, "ran", seconds))
-    return results
+    return [(s, how.get(s.name, "ran"), seconds.get(s.name)) for s in plan.steps]
+
+
+class PrefixSink:
+    """A step's output for a shared console: whole lines, each prefixed with the step's name; of a line
+    rewritten with carriage returns (a progress bar) only its last state."""
+
+    def __init__(self, name: str, sink):
+        self.name, self.sink, self.buf = name, sink, b""
+
+    def __call__(self, data: bytes) -> None:
+        *lines, self.buf = (self.buf + data).split(b"\n")
+        text = b"".join(f"[{self.name}] ".encode() + ln.rsplit(b"\r", 1)[-1] + b"\n" for ln in lines
+                        if ln.rsplit(b"\r", 1)[-1].strip())
+        if text:
+            self.sink(text)
+
+
+def run_parallel(plan: Plan, todo, state: RunState, jobs: int, force: bool, debug: bool, sink, announce,
+                 seconds: dict) -> None:
+    """Up to `jobs` steps at once, each as soon as the steps it needs (`step_needs`) have run; recipe order
+    breaks ties. After a failure no step starts and the running ones finish; the first failure is raised.
+    An interrupt stops every running step (they resume on the next run)."""
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+    needs = step_needs(plan.steps)
+    waiting, running, failed = list(todo), {}, []
+    pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="step")
+    try:
+        while waiting or running:
+            busy = {s.name for s, _ in waiting} | {s.name for s in running.values()}
+            for step, status in list(waiting) if not failed else []:
+                if len(running) < jobs and not needs[step.name] & busy:
+                    waiting.remove((step, status))
+                    overwrite = force or status == "changed"
+                    announce(step, "rerun from scratch" if overwrite else status)
+                    running[pool.submit(run_step, plan, state, step, overwrite, debug,
+                                        PrefixSink(step.name, sink))] = step
+            if failed:
+                waiting.clear()
+            done, _ = wait(list(running), timeout=0.5, return_when=FIRST_COMPLETED)
+            for fut in done:
+                step = running.pop(fut)
+                try:
+                    seconds[step.name] = fut.result()
+                except StepFailed as e:
+                    failed.append(e)
+    except KeyboardInterrupt:
+        with LIVE_LOCK:
+            procs = list(LIVE)
+        for proc in procs:
+            stop_child(proc)
+        wait(list(running))
+        state.save()
+        raise
+    finally:
+        pool.shutdown(wait=True)
+    if failed:
+        raise failed[0]
 
 
 def run_recipe(cfg: RunConfig, resolve=None, debug: bool = False, console=None) -> dict:
@@ -313,7 +403,7 @@ def run_recipe(cfg: RunConfig, resolve=None, debug: bool = False, console=None) 
     with run_lock(plan.out):
         try:
             results = execute(plan, selected, state, cfg.force, debug,
-                              announce=lambda s, how: announce_step(plan, s, how, console))
+                              announce=lambda s, how: announce_step(plan, s, how, console), jobs=cfg.jobs)
         except KeyboardInterrupt:
             running = [n for n, r in state.steps.items() if not r.get("complete")]
             console.print(f"[bold yellow]interrupted[/] during {', '.join(running) or 'the run'}; partial "

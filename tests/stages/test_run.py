@@ -2,6 +2,7 @@
 kills and resume. Steps are tiny: `data synth --n 5` and a Python script written into tmp_path."""
 from __future__ import annotations
 
+import datetime
 import fcntl
 import io
 import json
@@ -19,7 +20,7 @@ from rich.console import Console
 from stepwiser.cli.run import resolve_command
 from stepwiser.errors import StepwiserError
 from stepwiser.stages.run import RunConfig, StepFailed, run_recipe
-from stepwiser.stages.run_recipe import RecipeError, load_plan, parse_overrides
+from stepwiser.stages.run_recipe import RecipeError, load_plan, mentions, parse_overrides, step_needs
 
 SCRIPT = '''
 import argparse, os, sys, time
@@ -171,8 +172,8 @@ def test_missing_output_reruns_the_step(tmp_path):
     assert summary["ran"] == ["c"] and "outputs missing" in text
 
 
-def _runner(recipe: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "stepwiser", "run", str(recipe)],
+def _runner(recipe: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "stepwiser", "run", str(recipe), *args],
                             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True,
                             # a terminal's Ctrl-C default, whatever an earlier test left in this process
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
@@ -348,3 +349,99 @@ def test_unknown_variables_and_bad_vars(tmp_path):
     assert parse_overrides(["run.vars.gpus=4", "run.vars.my-name=a"]) == [("run", "vars.gpus", 4),
                                                                           ("run", "vars.my-name", "a")]
     assert not (tmp_path / "out").exists()
+
+
+# --------------------------------------------------------------------------- --jobs
+
+def test_step_needs_follows_the_paths_steps_name(tmp_path):
+    recipe = make_recipe(tmp_path, extra=[
+        {"name": "d", "script": str(tmp_path / "work.py"), "options": {"out": "{out}/d.txt", "tag": "x={out}/c.txt"}},
+        {"name": "e", "script": str(tmp_path / "work.py"), "options": {"out": "{out}/c.txt.e"}},
+        {"name": "f", "script": str(tmp_path / "work.py"), "args": ["{out}/a.jsonl"], "options": {"out": "{out}/f"}},
+    ])
+    plan = load_plan(str(recipe), resolve=resolve_command)
+    # b reads a (exclude); c names nothing; d names c after `=`; e's path only starts like c's; f's args name a
+    assert step_needs(plan.steps) == {"a": set(), "b": {"a"}, "c": set(), "d": {"c"}, "e": set(), "f": {"a"}}
+    assert mentions("label={out}/x/final", "{out}/x") and mentions("{out}/x", "{out}/x/")
+    assert not mentions("{out}/x-2", "{out}/x") and not mentions("{out}/xy/z", "{out}/x")
+
+
+def _timed_recipe(tmp_path: Path, fail_b: int = 0) -> Path:
+    work = str(tmp_path / "work.py")
+    return make_recipe(tmp_path, {"n": 2, "sleep": 0.4}, extra=[
+        {"name": "s1", "script": work, "options": {"out": "{out}/s1.txt", "n": 2, "sleep": 0.4}},
+        {"name": "s2", "script": work, "options": {"out": "{out}/s2.txt", "n": 2, "sleep": 0.4, "fail": fail_b}},
+        {"name": "join", "script": work, "options": {"out": "{out}/join.txt", "n": 1, "tag": "{out}/s1.txt {out}/s2.txt"}},
+    ])
+
+
+def test_jobs_run_independent_steps_at_once_and_wait_for_inputs(tmp_path, capfd):
+    recipe = _timed_recipe(tmp_path)
+    out = tmp_path / "out"
+    t0 = time.time()
+    summary, _ = go(recipe, jobs=3)
+    assert sorted(summary["ran"]) == ["a", "b", "c", "join", "s1", "s2"]
+    items = {n: (out / f"{n}.txt").stat() for n in ("c", "s1", "s2", "join")}
+    # c, s1 and s2 (0.8 s of work each) overlapped: join, which needs s1 and s2, was written after both
+    assert items["join"].st_mtime_ns >= max(items["s1"].st_mtime_ns, items["s2"].st_mtime_ns)
+    assert time.time() - t0 < 0.8 * 3 + 6
+    printed = capfd.readouterr().out            # the steps' own output, each line prefixed with its step
+    assert "[s1] script done 0 resumed" in printed and "[s2] script done 0 resumed" in printed
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["complete"] and all(m["steps"][n]["complete"] for n in ("a", "b", "c", "s1", "s2", "join"))
+    starts_at = {n: datetime.datetime.fromisoformat(m["steps"][n]["started"]) for n in ("s1", "s2", "join")}
+    assert starts_at["join"] >= max(starts_at["s1"], starts_at["s2"])
+    s1_end = (out / "s1.txt").stat().st_mtime
+    s2_started = (out / "s2.txt.starts").stat().st_mtime
+    assert s2_started < s1_end                      # s2 started before s1 had finished: they ran at once
+    summary, _ = go(recipe, jobs=3)
+    assert summary["ran"] == []
+
+
+def test_jobs_one_runs_in_order(tmp_path):
+    recipe = _timed_recipe(tmp_path)
+    out = tmp_path / "out"
+    go(recipe)
+    assert (out / "s2.txt.starts").stat().st_mtime >= (out / "s1.txt").stat().st_mtime
+
+
+def test_jobs_failure_lets_running_steps_finish_and_starts_nothing_new(tmp_path):
+    recipe = _timed_recipe(tmp_path, fail_b=5)
+    out = tmp_path / "out"
+    with pytest.raises(StepFailed, match="step s2 failed"):
+        go(recipe, jobs=3)
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["steps"]["s1"]["complete"] and (out / "s1.txt").read_text().count("item") == 2
+    assert not m["steps"]["s2"]["complete"] and "join" not in m["steps"]
+    summary, _ = go(recipe, jobs=3, overrides=["s2.fail=0"])
+    assert sorted(summary["ran"]) == ["join", "s2"]
+
+
+def test_jobs_must_be_positive():
+    with pytest.raises(ValueError, match="jobs must be a whole number >= 1"):
+        RunConfig(recipe="r.yaml", jobs=0)
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "kill"])
+def test_jobs_interrupt_stops_every_running_step_and_resumes(tmp_path, how):
+    work = str(tmp_path / "work.py")
+    recipe = make_recipe(tmp_path, {"n": 8, "sleep": 0.4}, extra=[
+        {"name": "s1", "script": work, "options": {"out": "{out}/s1.txt", "n": 8, "sleep": 0.4}}])
+    out = tmp_path / "out"
+    proc = _runner(recipe, "--jobs", "2")
+    _wait_lines(out / "c.txt", 2)
+    _wait_lines(out / "s1.txt", 2)
+    if how == "ctrl-c":
+        os.killpg(proc.pid, signal.SIGINT)
+    else:
+        os.kill(proc.pid, signal.SIGKILL)
+    assert proc.wait(timeout=60) == (130 if how == "ctrl-c" else -signal.SIGKILL)
+    time.sleep(1.0)
+    partial = {n: (out / n).read_text() for n in ("c.txt", "s1.txt")}
+    time.sleep(1.0)
+    assert {n: (out / n).read_text() for n in partial} == partial       # both steps are stopped
+    assert all(t.count("item") < 8 for t in partial.values())
+    summary, _ = go(recipe, jobs=2)
+    assert sorted(summary["ran"]) == ["c", "s1"]
+    assert starts(out) == ["0", "0"]                                   # resumed, not restarted
+    assert (out / "c.txt").read_text().count("item") == 8 == (out / "s1.txt").read_text().count("item")
