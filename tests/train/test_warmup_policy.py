@@ -245,3 +245,35 @@ def test_train_judge_with_a_policy_written_warmup_on_micro_models(tmp_path, caps
         assert numbers(analysis) <= numbers(sources(ex, rec["texts"]))
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["config"]["warmup_analysis"] == "policy"
+
+
+def test_rft_from_a_policy_written_cot_warmup_with_the_compact_prompt(tmp_path, capsys):
+    """recipes/micro.yaml's RFT path on micro models: `--method warmup --cot` with policy analyses, then
+    `--method rft --judge-prompt compact` from it; every kept judgment's verdict is its example's label."""
+    micro = tmp_path / "micro"
+    run_init_model(InitModelConfig(out=str(micro), size="micro-1m", seed=0, vocab_problems=20))
+    _, exs = micro_examples(4)
+    write_jsonl(tmp_path / "jd" / "train.jsonl", exs)
+    write_jsonl(tmp_path / "jd" / "val.jsonl", exs[:4])
+    common = ["--data", str(tmp_path / "jd"), "--judge-prompt", "compact", "--num-threads", "1", "--threads", "1",
+              "--max-length", "512"]
+    rc = main(["train-judge", "--method", "warmup", "--cot", "--model", str(micro), "-o", str(tmp_path / "w"),
+               "--format-warmup-steps", "40", "--format-warmup-lr", "3e-3", "--warmup-analysis", "policy",
+               "--warmup-policy", str(micro), "--warmup-policy-max-tokens", "12", "--global-batch", "4",
+               "--per-device-batch", "4", *common])
+    assert rc == 0, capsys.readouterr().err
+    rc = main(["train-judge", "--method", "rft", "--model", str(tmp_path / "w" / "final"), "-o", str(tmp_path / "r"),
+               "--rft-k", "4", "--rft-max-tokens", "96", "--lr", "1e-3", "--max-steps", "1", "--global-batch", "2",
+               "--per-device-batch", "2", "--save-steps", "100", *common])
+    assert rc == 0, capsys.readouterr().err
+    assert (tmp_path / "r" / "final" / "config.json").exists()
+    labels = {e.key: e.label for e in exs}
+    samples = [json.loads(x) for x in (tmp_path / "r").glob("rft_samples-*.jsonl").__next__().read_text().splitlines()]
+    assert len(samples) == len(exs) and all(len(s["texts"]) == 4 for s in samples)
+    kept = [json.loads(x) for x in (tmp_path / "r" / "rft_data.jsonl").read_text().splitlines()]
+    assert kept
+    by_prompt = {judge_messages(JudgeItem(e.problem, e.history, e.chunk), prompt="compact")[0]["content"]: e
+                 for e in exs}
+    for row in kept:
+        ex = by_prompt[row["prompt"][0]["content"]]
+        assert parse_verdict(row["completion"][0]["content"]) == labels[ex.key]
