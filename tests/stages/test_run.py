@@ -445,3 +445,14 @@ def test_jobs_interrupt_stops_every_running_step_and_resumes(tmp_path, how):
     assert sorted(summary["ran"]) == ["c", "s1"]
     assert starts(out) == ["0", "0"]                                   # resumed, not restarted
     assert (out / "c.txt").read_text().count("item") == 8 == (out / "s1.txt").read_text().count("item")
+
+
+def test_prefix_sink_prints_whole_lines_and_a_bars_last_state():
+    from stepwiser.stages.run import PrefixSink
+
+    got: list[bytes] = []
+    sink = PrefixSink("s1", got.append)
+    sink(b"hello\nwor")
+    sink(b"ld\n 10%\r 50%\r100%\n\n")
+    sink(b"tail without newline")
+    assert b"".join(got) == b"[s1] hello\n[s1] world\n[s1] 100%\n"
