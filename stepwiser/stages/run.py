@@ -341,6 +341,12 @@ class PrefixSink:
         if text:
             self.sink(text)
 
+    def flush(self) -> None:
+        """The last line, if the step ended without a newline."""
+        if self.buf.rsplit(b"\r", 1)[-1].strip():
+            self.sink(f"[{self.name}] ".encode() + self.buf.rsplit(b"\r", 1)[-1] + b"\n")
+        self.buf = b""
+
 
 def run_parallel(plan: Plan, todo, state: RunState, jobs: int, force: bool, debug: bool, sink, announce,
                  seconds: dict) -> None:
@@ -350,7 +356,7 @@ def run_parallel(plan: Plan, todo, state: RunState, jobs: int, force: bool, debu
     from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
     needs = step_needs(plan.steps)
-    waiting, running, failed = list(todo), {}, []
+    waiting, running, failed, sinks = list(todo), {}, [], {}
     pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="step")
     try:
         while waiting or running:
@@ -360,13 +366,14 @@ def run_parallel(plan: Plan, todo, state: RunState, jobs: int, force: bool, debu
                     waiting.remove((step, status))
                     overwrite = force or status == "changed"
                     announce(step, "rerun from scratch" if overwrite else status)
-                    running[pool.submit(run_step, plan, state, step, overwrite, debug,
-                                        PrefixSink(step.name, sink))] = step
+                    out = sinks[step.name] = PrefixSink(step.name, sink)
+                    running[pool.submit(run_step, plan, state, step, overwrite, debug, out)] = step
             if failed:
                 waiting.clear()
             done, _ = wait(list(running), timeout=0.5, return_when=FIRST_COMPLETED)
             for fut in done:
                 step = running.pop(fut)
+                sinks[step.name].flush()
                 try:
                     seconds[step.name] = fut.result()
                 except StepFailed as e:

@@ -456,3 +456,7 @@ def test_prefix_sink_prints_whole_lines_and_a_bars_last_state():
     sink(b"ld\n 10%\r 50%\r100%\n\n")
     sink(b"tail without newline")
     assert b"".join(got) == b"[s1] hello\n[s1] world\n[s1] 100%\n"
+    sink.flush()
+    assert got[-1] == b"[s1] tail without newline\n"
+    sink.flush()
+    assert len(got) == 4
