@@ -48,7 +48,8 @@ def warmup_verdict(item: JudgeItem, seed: int) -> int:
     return int(content_hash([seed, "warmup", item.problem, list(item.history), item.chunk], 8), 16) % 2
 
 
-NO_RESULT = "It states no numerical result; a chunk without calculation can still be correct."
+# in words of the micro vocabulary (its corpus has no chunk without a value; tests/train/test_warmup_policy.py)
+NO_RESULT = "It states no calculation; a chunk with no calculation can still be correct."
 
 
 def policy_analysis(item: JudgeItem, steps: list[str]) -> str:

@@ -277,3 +277,20 @@ def test_rft_from_a_policy_written_cot_warmup_with_the_compact_prompt(tmp_path, 
     for row in kept:
         ex = by_prompt[row["prompt"][0]["content"]]
         assert parse_verdict(row["completion"][0]["content"]) == labels[ex.key]
+
+
+def test_the_no_result_sentence_is_in_every_micro_vocabulary(tmp_path):
+    """A chunk that states no value gets NO_RESULT in its warm-up analysis; the micro corpus has no such chunk,
+    so the sentence must be made of pieces the corpus has anyway (it once held ' numerical', ' result' and
+    ' without', and a CoT judge of a freshly initialised micro policy refused its training data)."""
+    from stepwiser.models.micro import unknown_pieces
+    from stepwiser.train.warmup import NO_RESULT
+    from transformers import AutoTokenizer
+
+    run_init_model(InitModelConfig(out=str(tmp_path / "m"), size="micro-1m", seed=0, vocab_problems=20))
+    bundled = Path(__file__).resolve().parents[2] / "stepwiser" / "assets" / "micro-policy"
+    for path in (tmp_path / "m", bundled):
+        pieces, _ = unknown_pieces(AutoTokenizer.from_pretrained(path), [NO_RESULT])
+        assert not pieces, (path, pieces)
+    item = JudgeItem("Tom has 3 apples.", ["<chunk>He has 3 apples.</chunk>"], "<chunk>So he keeps them.</chunk>")
+    assert NO_RESULT in policy_analysis(item, ["He eats 1 apple."])
