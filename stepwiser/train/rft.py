@@ -10,6 +10,7 @@ from stepwiser.core.verdict import parse_verdict
 from stepwiser.data.judge_examples import label_type_of
 from stepwiser.errors import StepwiserError
 from stepwiser.io.records import JsonlWriter, content_hash, iter_jsonl
+from stepwiser.judges.coverage import guard_judge
 from stepwiser.judges.generative import GenerativeJudge
 from stepwiser.judges.prompts import judge_messages
 from stepwiser.train.grpo import judge_item
@@ -68,12 +69,14 @@ def train_rft(cfg: JudgeTrainConfig, examples, engine, show: bool = True) -> tup
     """RFT: sample with `engine` (the current model), keep verdicts matching labels, SFT into cfg.out."""
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    judge = GenerativeJudge(engine, cot=True, max_tokens=cfg.rft_max_tokens, seed=cfg.seed,
-                            temperature=cfg.rft_temperature, prompt=cfg.judge_prompt)
+    # on a micro model, an example its vocabulary cannot encode is left unjudged (counted), as in evaluation
+    judge = guard_judge(GenerativeJudge(engine, cot=True, max_tokens=cfg.rft_max_tokens, seed=cfg.seed,
+                                        temperature=cfg.rft_temperature, prompt=cfg.judge_prompt))
     tag = content_hash({"model": cfg.model, "k": cfg.rft_k, "max_tokens": cfg.rft_max_tokens,
                         "temperature": cfg.rft_temperature, "seed": cfg.seed})
     samples = rft_sample(examples, judge, cfg.rft_k, out / f"rft_samples-{tag}.jsonl", show=show)
     rows, stats = rft_conversations(examples, samples, cfg.rft_balance, cfg.seed, cfg.judge_prompt)
+    stats["unjudged"] = sum(1 for o in samples if not o["texts"])
     if not rows:
         raise StepwiserError(f"RFT kept no judgment: none of the {stats['sampled']} sampled verdicts matched its "
                              "label (warm the judge up first, or raise --rft-k / --rft-max-tokens)")

@@ -251,10 +251,12 @@ def test_rft_from_a_policy_written_cot_warmup_with_the_compact_prompt(tmp_path, 
     """recipes/micro.yaml's RFT path on micro models: `--method warmup --cot` with policy analyses, then
     `--method rft --judge-prompt compact` from it; every kept judgment's verdict is its example's label."""
     micro = tmp_path / "micro"
-    run_init_model(InitModelConfig(out=str(micro), size="micro-1m", seed=0, vocab_problems=20))
-    _, exs = micro_examples(4)
-    write_jsonl(tmp_path / "jd" / "train.jsonl", exs)
+    run_init_model(InitModelConfig(out=str(micro), size="micro-1m", seed=0, vocab_problems=400))
+    _, exs = micro_examples(64)      # > 200 examples: one uncovered record is under the 1% a stage skips
     write_jsonl(tmp_path / "jd" / "val.jsonl", exs[:4])
+    # one example with a word the micro vocabulary lacks: warm-up SFT skips it (counted), RFT leaves it unjudged
+    odd = dataclasses.replace(exs[0], key="odd/0/0", chunk="zebra " + exs[0].chunk)
+    write_jsonl(tmp_path / "jd" / "train.jsonl", [*exs, odd])
     common = ["--data", str(tmp_path / "jd"), "--judge-prompt", "compact", "--num-threads", "1", "--threads", "1",
               "--max-length", "512"]
     rc = main(["train-judge", "--method", "warmup", "--cot", "--model", str(micro), "-o", str(tmp_path / "w"),
@@ -269,7 +271,9 @@ def test_rft_from_a_policy_written_cot_warmup_with_the_compact_prompt(tmp_path, 
     assert (tmp_path / "r" / "final" / "config.json").exists()
     labels = {e.key: e.label for e in exs}
     samples = [json.loads(x) for x in (tmp_path / "r").glob("rft_samples-*.jsonl").__next__().read_text().splitlines()]
-    assert len(samples) == len(exs) and all(len(s["texts"]) == 4 for s in samples)
+    assert len(samples) == len(exs) + 1 and all(len(s["texts"]) == 4 for s in samples if s["key"] != "odd/0/0")
+    assert [s["texts"] for s in samples if s["key"] == "odd/0/0"] == [[]]
+    assert json.loads((tmp_path / "r" / "stepwiser_judge.json").read_text())["rft"]["unjudged"] == 1
     kept = [json.loads(x) for x in (tmp_path / "r" / "rft_data.jsonl").read_text().splitlines()]
     assert kept
     by_prompt = {judge_messages(JudgeItem(e.problem, e.history, e.chunk), prompt="compact")[0]["content"]: e
