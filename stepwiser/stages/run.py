@@ -47,11 +47,12 @@ class RunConfig:
     dry_run: bool = option(False, "Print the plan and each step's command; run nothing.")
     force: bool = option(False, "Rerun the selected steps from scratch even when done (their outputs are "
                                 "replaced: --overwrite).")
-    jobs: int = option(1, "Steps run at once: a step starts when every earlier step whose outputs it names "
-                          "is done (recipe order otherwise); its output lines are prefixed with its name.")
+    jobs: int | None = option(None, "Steps run at once: a step starts when every earlier step whose outputs "
+                                    "it names is done (recipe order otherwise); its output lines are prefixed "
+                                    "with its name. [default: the recipe's run.jobs, else 1]")
 
     def __post_init__(self):
-        if not isinstance(self.jobs, int) or self.jobs < 1:
+        if self.jobs is not None and (not isinstance(self.jobs, int) or self.jobs < 1):
             raise ValueError(f"jobs must be a whole number >= 1, got {self.jobs!r}")
 
 
@@ -400,6 +401,7 @@ def run_recipe(cfg: RunConfig, resolve=None, debug: bool = False, console=None) 
 
     console = console or Console()
     plan = load_plan(cfg.recipe, cfg.overrides, resolve)
+    plan.jobs = cfg.jobs or plan.jobs
     selected = select_steps(plan, cfg.only, cfg.from_step)
     state = RunState(plan)
     print_plan(plan, selected, state, console, dry_run=cfg.dry_run, force=cfg.force)
@@ -410,7 +412,8 @@ def run_recipe(cfg: RunConfig, resolve=None, debug: bool = False, console=None) 
     with run_lock(plan.out):
         try:
             results = execute(plan, selected, state, cfg.force, debug,
-                              announce=lambda s, how: announce_step(plan, s, how, console), jobs=cfg.jobs)
+                              announce=lambda s, how: announce_step(plan, s, how, console),
+                              jobs=plan.jobs)
         except KeyboardInterrupt:
             running = [n for n, r in state.steps.items() if not r.get("complete")]
             console.print(f"[bold yellow]interrupted[/] during {', '.join(running) or 'the run'}; partial "

@@ -90,7 +90,8 @@ def print_plan(plan: Plan, selected: list[Step], state, console: Console, dry_ru
         what = f"{known}{unknown} step(s) without an estimate"
     else:
         what = f"~{fmt_seconds(todo)}"
-    console.print(f"{where}(here) = last time in this run folder. To run: {what}. Logs: {plan.out / 'logs'}")
+    at_once = f" Up to {plan.jobs} steps at once (--jobs): less wall time than that." if plan.jobs > 1 else ""
+    console.print(f"{where}(here) = last time in this run folder. To run: {what}.{at_once} Logs: {plan.out / 'logs'}")
     first = min((i for i, s in enumerate(plan.steps) if s.name in chosen), default=0)
     behind = [s.name for s in plan.steps[:first] if s.name not in chosen and state.status(s) != "done"]
     if behind:

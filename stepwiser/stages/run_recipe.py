@@ -30,7 +30,7 @@ from stepwiser.io.config import load_yaml, section_values
 from stepwiser.io.records import content_hash, file_hash
 
 REPO = Path(__file__).resolve().parents[2]
-RUN_KEYS = ("out", "description", "machine", "results", "pages", "vars")
+RUN_KEYS = ("out", "description", "machine", "results", "pages", "vars", "jobs")
 STEP_KEYS = ("name", "command", "script", "launcher", "options", "args", "config", "outputs", "estimate_s",
              "description")
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -87,6 +87,7 @@ class Plan:
     pages: dict[str, str] = field(default_factory=dict)
     overrides: list[str] = field(default_factory=list)
     vars: dict[str, Any] = field(default_factory=dict)   # run.vars as used (after --set)
+    jobs: int = 1   # run.jobs: steps at once unless `--jobs` says otherwise
 
     def names(self) -> list[str]:
         return [s.name for s in self.steps]
@@ -295,10 +296,13 @@ def load_plan(path: str, overrides=(), resolve: Callable[[list[str]], CommandSpe
     if not isinstance(pages, dict):
         raise RecipeError(f"{path}: run.pages is a mapping of labels to paths")
     results = variables.final(run.get("results") or [], f"{path}: run.results")
+    jobs = run.get("jobs", 1)
+    if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
+        raise RecipeError(f"{path}: run.jobs is a whole number >= 1 (steps at once), got {jobs!r}")
     return Plan(recipe=str(path), out=Path(out), steps=steps, description=str(run.get("description") or ""),
                 machine=str(run.get("machine") or ""), results=[str(r) for r in results],
                 pages={str(k): str(v) for k, v in pages.items()}, overrides=list(overrides),
-                vars=dict(variables.raw))
+                vars=dict(variables.raw), jobs=jobs)
 
 
 def build_step(raw: Any, i: int, path: str, variables: Vars, resolve) -> Step:

@@ -461,3 +461,21 @@ def test_prefix_sink_prints_whole_lines_and_a_bars_last_state():
     n = len(got)
     sink.flush()                                 # nothing left: prints nothing
     assert len(got) == n
+
+
+def test_recipe_jobs_is_the_default_and_the_flag_wins(tmp_path):
+    recipe = _timed_recipe(tmp_path)
+    data = yaml.safe_load(recipe.read_text())
+    data["run"]["jobs"] = 3
+    recipe.write_text(yaml.safe_dump(data, sort_keys=False))
+    out = tmp_path / "out"
+    _, text = go(recipe)
+    assert "Up to 3 steps at once" in " ".join(text.split())
+    assert (out / "s2.txt.starts").stat().st_mtime < (out / "s1.txt").stat().st_mtime      # ran at once
+    _, text = go(recipe, jobs=1, force=True)
+    assert "steps at once" not in text
+    assert (out / "s2.txt.starts").stat().st_mtime >= (out / "s1.txt").stat().st_mtime     # in order
+    data["run"]["jobs"] = 0
+    recipe.write_text(yaml.safe_dump(data, sort_keys=False))
+    with pytest.raises(RecipeError, match="run.jobs is a whole number >= 1"):
+        go(recipe)
