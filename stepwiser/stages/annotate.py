@@ -12,8 +12,9 @@ call, each prefix as one request with n rollouts (vLLM shares the prefix's KV ca
 prefills it once for its n rollouts).
 
 Resume. A problem's annotations are written when all its samples are done; problems go through the engine
-in blocks (`block_problems`), and a rerun redoes every block with an annotation missing from its start. Rollout seeds are derived from (seed, problem, sample, index,
-rollouts already done), so a deterministic engine reproduces the uninterrupted run exactly.
+in blocks (`block_problems`), and a rerun redoes every block with an annotation missing from its start.
+Rollout seeds are derived from (seed, problem, sample, index, rollouts already done), so a deterministic
+engine reproduces the uninterrupted run exactly.
 """
 from __future__ import annotations
 

@@ -110,15 +110,12 @@ class RunState:
     def save(self) -> None:
         from stepwiser import __version__
 
-        with self.lock:   # steps run in threads with --jobs: one writer at a time, no record changing meanwhile
-            self._save(__version__)
-
-    def _save(self, version: str) -> None:
         config = self.plan.config()
-        done = all(self.status(s) == "done" for s in self.plan.steps)
-        write_json(self.path, {"stage": "run", "version": version, "recipe": self.plan.recipe,
-                               "config": config, "config_hash": content_hash(config), "complete": done,
-                               "steps": self.steps})
+        with self.lock:   # steps run in threads with --jobs: one writer at a time, no record changing meanwhile
+            done = all(self.status(s) == "done" for s in self.plan.steps)
+            write_json(self.path, {"stage": "run", "version": __version__, "recipe": self.plan.recipe,
+                                   "config": config, "config_hash": content_hash(config), "complete": done,
+                                   "steps": self.steps})
 
 
 # --------------------------------------------------------------------------- one step
@@ -317,14 +314,15 @@ def execute(plan: Plan, selected: list[Step], state: RunState, force: bool = Fal
     with sigterm_as_interrupt():
         if jobs > 1:
             run_parallel(plan, todo, state, jobs, force, debug, sink, announce, seconds)
-        for step, status in todo if jobs == 1 else []:
-            overwrite = force or status == "changed"
-            announce(step, "rerun from scratch" if overwrite else status)
-            try:
-                seconds[step.name] = run_step(plan, state, step, overwrite, debug, sink)
-            except KeyboardInterrupt:
-                state.save()
-                raise
+        else:
+            for step, status in todo:
+                overwrite = force or status == "changed"
+                announce(step, "rerun from scratch" if overwrite else status)
+                try:
+                    seconds[step.name] = run_step(plan, state, step, overwrite, debug, sink)
+                except KeyboardInterrupt:
+                    state.save()
+                    raise
     return [(s, how.get(s.name, "ran"), seconds.get(s.name)) for s in plan.steps]
 
 
@@ -335,17 +333,19 @@ class PrefixSink:
     def __init__(self, name: str, sink):
         self.name, self.sink, self.buf = name, sink, b""
 
-    def __call__(self, data: bytes) -> None:
-        *lines, self.buf = (self.buf + data).split(b"\n")
-        text = b"".join(f"[{self.name}] ".encode() + ln.rsplit(b"\r", 1)[-1] + b"\n" for ln in lines
-                        if ln.rsplit(b"\r", 1)[-1].strip())
+    def _lines(self, lines: list[bytes]) -> None:
+        shown = [ln.rsplit(b"\r", 1)[-1] for ln in lines]
+        text = b"".join(f"[{self.name}] ".encode() + ln + b"\n" for ln in shown if ln.strip())
         if text:
             self.sink(text)
 
+    def __call__(self, data: bytes) -> None:
+        *lines, self.buf = (self.buf + data).split(b"\n")
+        self._lines(lines)
+
     def flush(self) -> None:
         """The last line, if the step ended without a newline."""
-        if self.buf.rsplit(b"\r", 1)[-1].strip():
-            self.sink(f"[{self.name}] ".encode() + self.buf.rsplit(b"\r", 1)[-1] + b"\n")
+        self._lines([self.buf])
         self.buf = b""
 
 

@@ -426,17 +426,6 @@ def script_flags(options: dict) -> list[str]:
     return out
 
 
-def _strings(value: Any):
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for v in value.values():
-            yield from _strings(v)
-    elif isinstance(value, (list, tuple)):
-        for v in value:
-            yield from _strings(v)
-
-
 def mentions(text: str, path: str) -> bool:
     """Does `text` name `path` or a path inside it (as a word, or after `=` as in `label=PATH`)?"""
     return re.search(r"(?:^|[=\s])" + re.escape(path.rstrip("/")) + r"(?:$|[/\s])", text) is not None
@@ -447,7 +436,8 @@ def step_needs(steps: list[Step]) -> dict[str, set[str]]:
     and every earlier step that declares no outputs (what it writes is unknown). Used by `--jobs`."""
     needs: dict[str, set[str]] = {}
     for i, step in enumerate(steps):
-        texts = [*_strings(step.options), *step.args]
+        texts: list[str] = [*step.args]
+        walk(step.options, texts.append)
         needs[step.name] = {a.name for a in steps[:i]
                             if not a.outputs or any(mentions(t, o) for t in texts for o in a.outputs)}
     return needs
