@@ -60,7 +60,7 @@ def _predictor(mode: str, model: str, engine_opts: EngineOptions, kind, cot, max
     elif mode == "prm":
         def build():
             from stepwiser.judges.prm import ProcessRewardModel
-            return ProcessRewardModel(model, threshold=threshold, device=engine_opts.device,
+            return ProcessRewardModel(model, threshold=0.5 if threshold is None else threshold, device=engine_opts.device,
                                       dtype=engine_opts.dtype, batch_size=prm_batch_size)
     else:
         return _Lazy(lambda: None)

@@ -163,3 +163,38 @@ def paired_difference(groups, labels, verdicts_a, verdicts_b, resamples: int = 2
     p = sum(r <= 0 for r in reps) / len(reps) if reps else float("nan")
     return {"diff": round(100 * diff, 2), "ci": [round(100 * lo, 2), round(100 * hi, 2)], "p": round(p, 4),
             "n": len(labels), "groups": len(keys)}
+
+
+def best_threshold(labels, scores) -> tuple[float, float]:
+    """(threshold, balanced accuracy): the cut "Positive when score >= threshold" with the highest balanced
+    accuracy of `scores` against 0/1 `labels` (both classes needed). Candidates: 0.5 and every midpoint
+    between two consecutive distinct scores; ties go to the candidate nearest 0.5, then the lower one.
+    Chosen on a dev split, it turns a judge whose verdicts lean to one class into one whose scores decide."""
+    import numpy as np
+
+    y, s = np.asarray(labels, dtype=int), np.asarray(scores, dtype=float)
+    if len(y) != len(s) or set(y.tolist()) != {0, 1}:
+        raise ValueError("need one score per label and both classes among the labels")
+    distinct = np.unique(s)
+    cands = np.unique(np.concatenate([[0.5], (distinct[1:] + distinct[:-1]) / 2.0]))
+    pos = s[y == 1][None, :] >= cands[:, None]
+    neg = s[y == 0][None, :] < cands[:, None]
+    bacc = (pos.mean(1) + neg.mean(1)) / 2.0
+    order = np.lexsort((cands, np.abs(cands - 0.5), -bacc))   # the last key sorts first
+    return float(cands[order[0]]), float(bacc[order[0]])
+
+
+def auroc(labels: Sequence[int], scores: Sequence[float]) -> float:
+    """Area under the ROC curve of chunk scores against 0/1 labels, in percent (Mann-Whitney: the chance
+    that a random Positive-labelled chunk scores above a random Negative one, ties count half).
+    Threshold-free: a judge whose verdicts are all one class can still rank chunks. Both classes needed."""
+    import numpy as np
+
+    y, s = np.asarray(labels, dtype=int), np.asarray(scores, dtype=float)
+    n1 = int(y.sum())
+    n0 = len(y) - n1
+    if n1 == 0 or n0 == 0:
+        raise ValueError("AUROC needs both classes among the labels")
+    _, inverse, counts = np.unique(s, return_inverse=True, return_counts=True)
+    ranks = (np.cumsum(counts) - (counts - 1) / 2.0)[inverse]   # 1-based, ties get their average rank
+    return float(100.0 * (ranks[y == 1].sum() - n1 * (n1 + 1) / 2.0) / (n1 * n0))

@@ -47,6 +47,28 @@ def plus_probability(logits, pos_id: int, neg_id: int):
     return torch.softmax(pair, dim=-1)[..., 0]
 
 
+def pair_probabilities(model, ids: list[list[int]], pad_id: int, pos_id: int, neg_id: int,
+                       batch_size: int = 16) -> list[float]:
+    """For each prompt (token ids), P(pos) renormalised over the two next tokens `pos_id` / `neg_id`: one
+    batched forward pass per `batch_size` prompts (sorted by length, left-padded, explicit position ids)."""
+    import torch
+
+    device = next(model.parameters()).device
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    out = [0.0] * len(ids)
+    for s in range(0, len(order), batch_size):
+        idx = order[s:s + batch_size]
+        width = max(len(ids[i]) for i in idx)
+        batch = torch.tensor([[pad_id] * (width - len(ids[i])) + ids[i] for i in idx], device=device)
+        mask = torch.tensor([[0] * (width - len(ids[i])) + [1] * len(ids[i]) for i in idx], device=device)
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        with torch.no_grad():
+            logits = model(input_ids=batch, attention_mask=mask, position_ids=pos, logits_to_keep=1).logits[:, -1]
+        for i, p in zip(idx, plus_probability(logits, pos_id, neg_id).tolist()):
+            out[i] = p
+    return out
+
+
 class DiscriminativeJudge:
     """`DiscriminativeJudge(model).judge(items, k)`: the StepJudge API for a disc-SFT model.
 
@@ -74,24 +96,8 @@ class DiscriminativeJudge:
 
     def scores(self, items: list[JudgeItem]) -> list[float]:
         """P(+) of each item's new chunk."""
-        import torch
-
-        ids = [self.prompt_ids(it) for it in items]
-        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-        out = [0.0] * len(ids)
-        pad = self.tokenizer.pad_token_id
-        for s in range(0, len(order), self.batch_size):
-            idx = order[s:s + self.batch_size]
-            width = max(len(ids[i]) for i in idx)
-            batch = torch.tensor([[pad] * (width - len(ids[i])) + ids[i] for i in idx], device=self.device)
-            mask = torch.tensor([[0] * (width - len(ids[i])) + [1] * len(ids[i]) for i in idx], device=self.device)
-            pos = (mask.cumsum(-1) - 1).clamp(min=0)
-            with torch.no_grad():
-                logits = self.model(input_ids=batch, attention_mask=mask, position_ids=pos,
-                                    logits_to_keep=1).logits[:, -1]
-            for i, p in zip(idx, plus_probability(logits, self.pos_id, self.neg_id).tolist()):
-                out[i] = p
-        return out
+        return pair_probabilities(self.model, [self.prompt_ids(it) for it in items], self.tokenizer.pad_token_id,
+                                  self.pos_id, self.neg_id, self.batch_size)
 
     def judge(self, items: list[JudgeItem], k: int = 1) -> list[Judgment]:
         if k < 1:

@@ -7,7 +7,10 @@ from stepwiser.io.config import option
 from stepwiser.judges.base import StepJudge, final_dir, judge_meta
 from stepwiser.judges.generative import GenerativeJudge
 
-JUDGE_KINDS = ("auto", "generative", "discriminative")
+JUDGE_KINDS = ("auto", "generative", "discriminative", "verdict-probability")
+DEFAULT_THRESHOLD = 0.5
+THRESHOLD_HELP = ("A chunk is Negative when its P(positive) is below it: a discriminative judge, or a no-CoT judge read "
+                  "by its verdict probability (default: the threshold its folder records from dev, else 0.5).")
 
 
 @dataclass(kw_only=True)
@@ -18,30 +21,41 @@ class JudgeOptions:
                              choices=JUDGE_KINDS)
     cot: bool | None = option(None, "Generative judge: with or without analysis (default: as trained).")
     judge_max_tokens: int | None = option(None, "Most tokens per judgment (default: 1024 with CoT, 32 without).")
-    threshold: float = option(0.5, "Discriminative judge: a chunk is Negative when P(positive) is below it (the "
-                                   "score is P(positive) either way).")
+    threshold: float | None = option(None, THRESHOLD_HELP)
 
 def load_judge(model: str, engine_opts: dict | None = None, kind: str = "auto", cot: bool | None = None,
-               max_tokens: int | None = None, seed: int = 0, threshold: float = 0.5) -> StepJudge:
+               max_tokens: int | None = None, seed: int = 0, threshold: float | None = None) -> StepJudge:
     """A judge for `model`: the kind recorded in its folder (`stepwiser_judge.json`), or `kind`.
 
-    generative: any chat model on any engine (engine_opts as built by the CLI; default hf);
-    discriminative: a disc-SFT model scored by P(+) on transformers (threshold for its verdict).
-    A `train-judge` output folder stands for its `final/` model. `max_tokens` (None: 1024 with CoT, 32
-    without) bounds each judgment of a generative judge.
+    generative: any chat model on any engine (engine_opts as built by the CLI; default hf), sampled verdicts;
+    verdict-probability: a no-CoT generative judge scored by P(Positive) on the hf engine (a folder whose
+    metadata says `"score": "verdict_probability"` loads so under auto, with its recorded threshold);
+    discriminative: a disc-SFT model scored by P(+) on transformers. `threshold` (None: the folder's, else
+    0.5) decides the verdict of the two scored kinds. A `train-judge` output folder stands for its `final/`
+    model. `max_tokens` (None: 1024 with CoT, 32 without) bounds each judgment of a generative judge.
     """
     model = final_dir(model)
     meta = judge_meta(model)
-    kind = meta.get("kind", "generative") if kind == "auto" else kind
+    if kind == "auto":
+        kind = "verdict-probability" if meta.get("score") == "verdict_probability" else meta.get("kind", "generative")
+    if kind not in JUDGE_KINDS[1:]:
+        raise ValueError(f"judge kind must be one of {', '.join(JUDGE_KINDS)}; got {kind!r}")
+    cut = threshold if threshold is not None else meta.get("threshold", DEFAULT_THRESHOLD)
     if kind == "discriminative":
         from stepwiser.judges.discriminative import DiscriminativeJudge
-        return DiscriminativeJudge(model, threshold=threshold, device=(engine_opts or {}).get("device"))
-    if kind != "generative":
-        raise ValueError(f"judge kind must be auto, generative or discriminative; got {kind!r}")
-    from stepwiser.engines import build_engine
-    opts = engine_opts or {"engine": "hf"}
-    use_cot = meta.get("cot", True) if cot is None else cot
+        return DiscriminativeJudge(model, threshold=cut, device=(engine_opts or {}).get("device"))
+    from stepwiser.engines import EngineOptions, build_engine
     from stepwiser.judges.coverage import guard_judge
+    opts = engine_opts or {"engine": "hf"}
+    prompt = meta.get("prompt", "full")
+    if kind == "verdict-probability":
+        if meta.get("cot") or cot:
+            raise ValueError(f"{model}: the verdict probability reads a judge trained without analysis (no-CoT)")
+        if EngineOptions.of(opts).engine != "hf":
+            raise ValueError("the verdict-probability judge runs on the hf engine (it reads the logits)")
+        from stepwiser.judges.verdict_probability import VerdictProbabilityJudge
+        return guard_judge(VerdictProbabilityJudge(build_engine(model, opts), prompt=prompt, threshold=cut))
+    use_cot = meta.get("cot", True) if cot is None else cot
     # a micro judge: chunks its vocabulary cannot encode get an unparsed verdict instead of stopping the run
     return guard_judge(GenerativeJudge(build_engine(model, opts), cot=use_cot, max_tokens=max_tokens, seed=seed,
-                                       prompt=meta.get("prompt", "full")))
+                                       prompt=prompt))

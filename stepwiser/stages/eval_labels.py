@@ -31,10 +31,10 @@ from pathlib import Path
 
 from stepwiser.errors import StepwiserError
 from stepwiser.judges.analysis_stats import analysis_stats, record_pairs
-from stepwiser.judges.load import JUDGE_KINDS
+from stepwiser.judges.load import JUDGE_KINDS, THRESHOLD_HELP
 from stepwiser.io.config import option
 from stepwiser.io.records import JsonlWriter, RunManifest, iter_jsonl, write_json
-from stepwiser.core.metrics import DEFAULT_RESAMPLES, percentile_interval, resample_indices
+from stepwiser.core.metrics import DEFAULT_RESAMPLES, auroc, percentile_interval, resample_indices
 
 STAGE = "eval-labels"
 OUTPUT = "judgments"
@@ -51,7 +51,7 @@ class LabelsEvalConfig:
     maj: int = option(1, "Samples per example: greedy for 1, temperature 1.0 above; the majority decides "
                          "(tie: Negative).")
     max_tokens: int = option(1024, "Most tokens per judgment.")
-    threshold: float = option(0.5, "Discriminative judge: Negative when P(positive) is below it.")
+    threshold: float | None = option(None, THRESHOLD_HELP)
     judge_kind: str = option("auto", "Judge kind (auto: from the judge folder's stepwiser_judge.json).",
                              choices=JUDGE_KINDS)
     cot: bool | None = option(None, "Generative judge: with or without analysis (default: as trained).")
@@ -70,7 +70,7 @@ class LabelsEvalConfig:
             raise ValueError(f"bootstrap must be >= 0, got {self.bootstrap}")
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"limit must be >= 1, got {self.limit}")
-        if not 0 <= self.threshold <= 1:
+        if self.threshold is not None and not 0 <= self.threshold <= 1:
             raise ValueError(f"threshold must be in [0, 1], got {self.threshold}")
         if self.judge_kind not in JUDGE_KINDS:
             raise ValueError(f"judge_kind must be one of {', '.join(JUDGE_KINDS)}, got {self.judge_kind!r}")
@@ -139,22 +139,6 @@ def label_scores(problem_ids: Sequence[str], labels: Sequence[int], verdicts: Se
         name: rnd(100.0 * verdict_metrics(list(labels), [v] * len(labels))["balanced_accuracy"])
         for name, v in (("always_positive", 1), ("always_negative", 0))}
     return out
-
-
-def auroc(labels: Sequence[int], scores: Sequence[float]) -> float:
-    """Area under the ROC curve of chunk scores against 0/1 labels, in percent (Mann-Whitney: the chance
-    that a random Positive-labelled chunk scores above a random Negative one, ties count half).
-    Threshold-free: a judge whose verdicts are all one class can still rank chunks. Both classes needed."""
-    import numpy as np
-
-    y, s = np.asarray(labels, dtype=int), np.asarray(scores, dtype=float)
-    n1 = int(y.sum())
-    n0 = len(y) - n1
-    if n1 == 0 or n0 == 0:
-        raise ValueError("AUROC needs both classes among the labels")
-    _, inverse, counts = np.unique(s, return_inverse=True, return_counts=True)
-    ranks = (np.cumsum(counts) - (counts - 1) / 2.0)[inverse]   # 1-based, ties get their average rank
-    return float(100.0 * (ranks[y == 1].sum() - n1 * (n1 + 1) / 2.0) / (n1 * n0))
 
 
 def auroc_interval(problem_ids: Sequence[str], labels: Sequence[int], scores: Sequence[float],

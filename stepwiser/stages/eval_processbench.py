@@ -27,7 +27,7 @@ from stepwiser.judges.base import resolve_lazy
 from stepwiser.data.bench import BenchItem, bench_files, load_bench, stratified_sample
 from stepwiser.core.metrics import DEFAULT_RESAMPLES, summarize
 from stepwiser.judges.reference import REFERENCES
-from stepwiser.judges.load import JUDGE_KINDS
+from stepwiser.judges.load import JUDGE_KINDS, THRESHOLD_HELP
 
 MODES = ("judge", "critic", "prm", "predictions", "reference")
 STAGE = "eval-processbench"
@@ -53,7 +53,7 @@ class ProcessBenchConfig:
                                       "--limit keeps one class).")
     out: str = option(help="Output folder.", short="-o")
     maj: int = option(1, "Samples per step (judge) or per item (critic): greedy for 1, temperature 1.0 above.")
-    threshold: float = option(0.5, "Discriminative judge / PRM: a step is Negative when P(positive) is below it.")
+    threshold: float | None = option(None, THRESHOLD_HELP + " A PRM: 0.5 unless given.")
     all_steps: bool = option(False, "Judge every step instead of stopping at the first Negative (the prediction "
                                     "is the same; for measuring what early stopping saves).")
     judge_kind: str = option("auto", "Judge kind (auto: from the judge folder's stepwiser_judge.json).",
@@ -85,7 +85,7 @@ class ProcessBenchConfig:
             raise ValueError(f"--maj applies to --judge and --critic, not to mode {self.mode!r}")
         if self.all_steps and self.mode != "judge":
             raise ValueError("--all-steps applies to --judge only")
-        if not 0 <= self.threshold <= 1:
+        if self.threshold is not None and not 0 <= self.threshold <= 1:
             raise ValueError(f"threshold must be in [0, 1], got {self.threshold}")
         if self.subsets is not None:
             self.subsets = tuple(self.subsets)

@@ -106,7 +106,7 @@ class SearchConfig(JudgeOptions):
             raise ValueError(f"judge_max_tokens must be >= 1, got {self.judge_max_tokens}")
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"limit must be >= 1, got {self.limit}")
-        if not 0 <= self.threshold <= 1:
+        if self.threshold is not None and not 0 <= self.threshold <= 1:
             raise ValueError(f"threshold must be in [0, 1], got {self.threshold}")
 
     def chunk_params(self, budget: int) -> SamplingParams:

@@ -14,7 +14,7 @@ import os
 import time
 from pathlib import Path
 
-from stepwiser.core.metrics import verdict_metrics
+from stepwiser.core.metrics import auroc, best_threshold, verdict_metrics
 from stepwiser.io.records import iter_jsonl
 
 # TRL's log keys -> the names written to metrics.jsonl
@@ -32,7 +32,8 @@ SHOWN = (("reward", "reward", "{:.3f}"), ("acc", "accuracy", "{:.3f}"), ("rec+",
          ("format fail", "format_failure", "{:.2f}"),
          ("len", "completion_length", "{:.0f}"), ("zero-var", "zero_variance_groups", "{:.2f}"),
          ("H", "entropy", "{:.2f}"), ("clip lo", "clip_low", "{:.4f}"), ("clip hi", "clip_high", "{:.4f}"),
-         ("s", "step_s", "{:.1f}"), ("val bacc", "val_balanced_accuracy", "{:.3f}"))
+         ("s", "step_s", "{:.1f}"), ("val bacc", "val_balanced_accuracy", "{:.3f}"),
+         ("val cal", "val_calibrated_balanced_accuracy", "{:.3f}"), ("val auroc", "val_auroc", "{:.3f}"))
 
 
 def metrics_record(step: int, logs: dict, step_s: float | None = None) -> dict:
@@ -57,22 +58,36 @@ def _append(path: Path, rec: dict) -> None:
 
 def validate(model, tokenizer, examples, cot: bool, max_tokens: int, seed: int = 0, batch_size: int = 64,
              prompt: str = "full") -> dict:
-    """Greedy (k = 1) judgments of `examples` by an in-memory model, scored against their labels."""
+    """Greedy (k = 1) judgments of `examples` by an in-memory model, scored against their labels; without
+    CoT also the judge's P(Positive) (`calibrated_metrics`)."""
     from stepwiser.engines.hf import HFEngine
     from stepwiser.judges.base import JudgeItem
     from stepwiser.judges.generative import GenerativeJudge
+    from stepwiser.judges.verdict_probability import VerdictProbabilityJudge
 
     was_training = model.training
     model.eval()
+    items = [JudgeItem(e.problem, list(e.history), e.chunk) for e in examples]
     try:
         engine = HFEngine("validation", hf_model=model, tokenizer=tokenizer, batch_size=batch_size)
         judge = GenerativeJudge(engine, cot=cot, max_tokens=max_tokens, seed=seed, prompt=prompt)
-        res = judge.judge([JudgeItem(e.problem, list(e.history), e.chunk) for e in examples], k=1)
+        res = judge.judge(items, k=1)
+        scores = None if cot else VerdictProbabilityJudge(engine, prompt=prompt).scores(items)
     finally:
         model.train(was_training)
-    out = verdict_metrics([e.label for e in examples], [j.verdicts[0] for j in res])
+    labels = [e.label for e in examples]
+    out = verdict_metrics(labels, [j.verdicts[0] for j in res])
     out["completion_tokens"] = sum(j.tokens for j in res) / len(res)
+    if scores is not None and len(set(labels)) == 2:
+        out.update(calibrated_metrics(labels, scores))
     return out
+
+
+def calibrated_metrics(labels: list[int], scores: list[float]) -> dict:
+    """Validation of a no-CoT judge read by P(Positive): AUROC (fraction), and the balanced accuracy at the
+    threshold that maximises it on these examples (`best_threshold`; checkpoint selection `--by calibrated`)."""
+    cut, bacc = best_threshold(labels, scores)
+    return {"auroc": auroc(labels, scores) / 100.0, "threshold": cut, "calibrated_balanced_accuracy": bacc}
 
 
 def metrics_callbacks(path: Path, show: bool = True, val_examples=None, eval_steps: int = 0, cot: bool = True,
@@ -205,7 +220,8 @@ def summarize_metrics(rows: list[dict]) -> dict:
     return out
 
 
-PANELS = (("reward and accuracy", ("reward", "accuracy", "val_balanced_accuracy")),
+PANELS = (("reward and accuracy", ("reward", "accuracy", "val_balanced_accuracy", "val_calibrated_balanced_accuracy",
+                                   "val_auroc")),
           ("per-class recall", ("recall_positive", "recall_negative", "val_recall_positive", "val_recall_negative")),
           ("format", ("unparsed", "format_failure", "zero_variance_groups", "truncated")),
           ("clip fractions", ("clip_low", "clip_high")),

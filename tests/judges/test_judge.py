@@ -296,7 +296,7 @@ def test_load_judge_reads_the_kind_from_the_folder(tmp_path, tiny_model_dir):
     assert load_judge(str(model), {"engine": "hf", "device": "cpu", "batch_size": 8, "dtype": None}, cot=True).cot
     with pytest.raises(ValueError, match="generative or discriminative"):
         write_judge_meta(model, "prm")
-    with pytest.raises(ValueError, match="auto, generative or discriminative"):
+    with pytest.raises(ValueError, match="auto, generative, discriminative, verdict-probability"):
         load_judge(str(model), kind="classifier")
     # a train-judge output folder stands for its final/ model
     run = tmp_path / "run"
