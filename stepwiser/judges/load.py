@@ -23,6 +23,27 @@ class JudgeOptions:
     judge_max_tokens: int | None = option(None, "Most tokens per judgment (default: 1024 with CoT, 32 without).")
     threshold: float | None = option(None, THRESHOLD_HELP)
 
+def judge_reading(model: str, kind: str = "auto", threshold: float | None = None) -> dict:
+    """How `load_judge` reads `model`: {"kind": the judge kind, "threshold": the cut of a scored kind, else
+    None} (auto: the folder's `stepwiser_judge.json`; summaries record it)."""
+    meta = judge_meta(final_dir(model))
+    if kind == "auto":
+        kind = "verdict-probability" if meta.get("score") == "verdict_probability" else meta.get("kind", "generative")
+    if kind not in JUDGE_KINDS[1:]:
+        raise ValueError(f"judge kind must be one of {', '.join(JUDGE_KINDS)}; got {kind!r}")
+    scored = kind in ("verdict-probability", "discriminative")
+    cut = threshold if threshold is not None else meta.get("threshold", DEFAULT_THRESHOLD)
+    return {"kind": kind, "threshold": cut if scored else None}
+
+
+def reading_or_none(model: str | None, kind: str = "auto", threshold: float | None = None) -> dict | None:
+    """`judge_reading` for a stage summary; None where `model` is no judge folder or its kind is unknown."""
+    try:
+        return judge_reading(model, kind, threshold) if model else None
+    except (OSError, ValueError):
+        return None
+
+
 def load_judge(model: str, engine_opts: dict | None = None, kind: str = "auto", cot: bool | None = None,
                max_tokens: int | None = None, seed: int = 0, threshold: float | None = None) -> StepJudge:
     """A judge for `model`: the kind recorded in its folder (`stepwiser_judge.json`), or `kind`.
@@ -36,11 +57,7 @@ def load_judge(model: str, engine_opts: dict | None = None, kind: str = "auto", 
     """
     model = final_dir(model)
     meta = judge_meta(model)
-    if kind == "auto":
-        kind = "verdict-probability" if meta.get("score") == "verdict_probability" else meta.get("kind", "generative")
-    if kind not in JUDGE_KINDS[1:]:
-        raise ValueError(f"judge kind must be one of {', '.join(JUDGE_KINDS)}; got {kind!r}")
-    cut = threshold if threshold is not None else meta.get("threshold", DEFAULT_THRESHOLD)
+    kind, cut = judge_reading(model, kind, threshold).values()
     if kind == "discriminative":
         from stepwiser.judges.discriminative import DiscriminativeJudge
         return DiscriminativeJudge(model, threshold=cut, device=(engine_opts or {}).get("device"))

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from stepwiser.errors import StepwiserError
 from stepwiser.judges.analysis_stats import analysis_stats, record_pairs
-from stepwiser.judges.load import JUDGE_KINDS, THRESHOLD_HELP
+from stepwiser.judges.load import JUDGE_KINDS, THRESHOLD_HELP, reading_or_none
 from stepwiser.io.config import option
 from stepwiser.io.records import JsonlWriter, RunManifest, iter_jsonl, write_json
 from stepwiser.core.metrics import DEFAULT_RESAMPLES, auroc, percentile_interval, resample_indices
@@ -279,5 +279,6 @@ def _summary(cfg: LabelsEvalConfig, path: Path, examples: list, out: Path, secon
         "judge": cfg.judge, "judge_kind": cfg.judge_kind, "maj": cfg.maj, "threshold": cfg.threshold, "cot": cfg.cot,
         "max_tokens": cfg.max_tokens, "engine": cfg.engine, "data": str(path), "limit": cfg.limit,
         "bootstrap": cfg.bootstrap, "seed": cfg.seed, "time": datetime.now(UTC).isoformat(timespec="seconds"),
-        "seconds_this_run": round(seconds, 1)}
+        "seconds_this_run": round(seconds, 1), "read_as": reading_or_none(cfg.judge, cfg.judge_kind, cfg.threshold)}
     return summary
+

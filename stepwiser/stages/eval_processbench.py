@@ -27,7 +27,7 @@ from stepwiser.judges.base import resolve_lazy
 from stepwiser.data.bench import BenchItem, bench_files, load_bench, stratified_sample
 from stepwiser.core.metrics import DEFAULT_RESAMPLES, summarize
 from stepwiser.judges.reference import REFERENCES
-from stepwiser.judges.load import JUDGE_KINDS, THRESHOLD_HELP
+from stepwiser.judges.load import JUDGE_KINDS, THRESHOLD_HELP, reading_or_none
 
 MODES = ("judge", "critic", "prm", "predictions", "reference")
 STAGE = "eval-processbench"
@@ -237,5 +237,6 @@ def _summary(cfg: ProcessBenchConfig, bench: dict[str, list[BenchItem]], out: Pa
         "engine": cfg.engine, "data": cfg.data, "subsets": list(bench), "limit": cfg.limit, "sample": cfg.sample, "bootstrap": cfg.bootstrap,
         "time": datetime.now(UTC).isoformat(timespec="seconds"), "seconds_this_run": round(seconds, 1),
         "items": len(every), "steps_judged": sum(r.get("steps_judged", 0) for r in every),
-        "tokens": sum(r.get("tokens", 0) for r in every)}
+        "tokens": sum(r.get("tokens", 0) for r in every),
+        "read_as": reading_or_none(cfg.model, cfg.judge_kind, cfg.threshold) if cfg.mode == "judge" else None}
     return scores

@@ -29,8 +29,8 @@ INPUTS = ("labels", "bench", "train", "annotations", "search", "select", "accura
 STAGES = {"labels": "eval labels", "bench": "eval processbench", "train": "train-judge", "annotations": "annotate",
           "search": "search", "select": "select", "accuracy": "eval accuracy"}
 # the config values named under a table ("Produced by"), None and False left out
-KEYS = {"labels": ("judge", "data", "split", "maj", "cot", "limit"),
-        "bench": ("mode", "model", "data", "subsets", "maj", "sample", "limit"),
+KEYS = {"labels": ("judge", "read_as", "data", "split", "maj", "cot", "limit"),
+        "bench": ("mode", "model", "read_as", "data", "subsets", "maj", "sample", "limit"),
         "train": ("method", "model", "data", "lr", "max_steps", "num_generations", "shuffle_labels"),
         "annotations": ("policy", "relabel", "rollouts", "early_stop", "labels", "gamma", "alpha"),
         "search": ("policy", "judge", "problems", "max_resets", "maj"),
@@ -248,9 +248,20 @@ def exact_labels(cfg: RunReportConfig, labels: dict[str, dict]) -> dict[str, int
 
 # --------------------------------------------------------------------------- the report
 
+def config_value(run: dict, key: str):
+    """A run's config value; `read_as` (how a judge was read: its kind, and the threshold of a scored kind)
+    comes from its summary, as `kind` or `kind@threshold`."""
+    if key != "read_as":
+        return run["config"].get(key)
+    how = ((run.get("summary") or {}).get("meta") or {}).get("read_as")
+    if not how:
+        return None
+    return how["kind"] if how.get("threshold") is None else f"{how['kind']}@{how['threshold']:.4g}"
+
+
 def produced_by(kind: str, runs: dict[str, dict]) -> str:
     """"Produced by: STAGE with k=v, ...": the values all runs share, then each run's own."""
-    values = {name: {k: v for k in KEYS[kind] if (v := run["config"].get(k)) is not None and v is not False
+    values = {name: {k: v for k in KEYS[kind] if (v := config_value(run, k)) is not None and v is not False
                      and v != []} for name, run in runs.items()}
     text = lambda d: ", ".join(f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}" for k, v in d.items())
     known = [d for name, d in values.items() if runs[name]["config"]]

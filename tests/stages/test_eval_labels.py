@@ -193,7 +193,7 @@ def test_cli_with_a_fake_judge_resumes_without_duplicates(tmp_path, monkeypatch,
               "mean_completion_tokens", "positives", "references"):
         assert k in s
     assert s["balanced_accuracy"] == 66.67 and s["meta"]["maj"] == 2
-    assert loads == [("some/judge", {"kind": "auto", "cot": None, "max_tokens": 7, "seed": 0, "threshold": 0.5})]
+    assert loads == [("some/judge", {"kind": "auto", "cot": None, "max_tokens": 7, "seed": 0, "threshold": None})]
     assert "balanced accuracy" in capsys.readouterr().out
     assert main([*args[:-6], "--batch-items", "1", "--maj", "2", "--max-tokens", "7"]) == 0
     assert len(loads) == 1 and len(lines(out / "judgments.jsonl")) == 6
