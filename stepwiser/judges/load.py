@@ -23,6 +23,7 @@ class JudgeOptions:
     judge_max_tokens: int | None = option(None, "Most tokens per judgment (default: 1024 with CoT, 32 without).")
     threshold: float | None = option(None, THRESHOLD_HELP)
 
+
 def judge_reading(model: str, kind: str = "auto", threshold: float | None = None) -> dict:
     """How `load_judge` reads `model`: {"kind": the judge kind, "threshold": the cut of a scored kind, else
     None} (auto: the folder's `stepwiser_judge.json`; summaries record it)."""
