@@ -6,7 +6,7 @@ from fakes import FakeEngine
 from stepwiser.stages.annotate import AnnotateConfig, run_annotate
 from stepwiser.errors import StepwiserError
 from stepwiser.core.labels import label_chunks
-from stepwiser.io.records import Annotation, Problem, Sample, read_records, write_jsonl
+from stepwiser.io.records import Annotation, Problem, Sample, manifest_path, read_records, write_jsonl
 from stepwiser.stages.merge import merge
 from stepwiser.stages.relabel import relabel
 
@@ -151,6 +151,13 @@ def test_shards_merge_to_the_unsharded_result(tmp_path):
     assert sum(len(b) for b in by_problem) == 6 and not (by_problem[0] & by_problem[1])
     merge(parts, str(tmp_path / "merged.jsonl"), str(sp))
     assert _rows(tmp_path / "merged.jsonl") == _rows(tmp_path / "all.jsonl")
+    # the merged file's own manifest: complete, the shards' shared config (what later stages read)
+    made = json.loads(manifest_path(tmp_path / "merged.jsonl").read_text())
+    whole = json.loads(manifest_path(tmp_path / "all.jsonl").read_text())["config"]
+    assert made["complete"] and made["summary"]["annotations"] == len(_rows(tmp_path / "all.jsonl")) and made["summary"]["shards"] == 3
+    assert made["config"] == {k: v for k, v in whole.items() if k not in ("shard", "out")}
+    shard_s = [json.loads(manifest_path(p).read_text())["summary"]["seconds"] for p in parts]
+    assert made["summary"]["seconds"] == pytest.approx(sum(shard_s), abs=0.11)
     with pytest.raises(StepwiserError, match="missing"):
         merge(parts[:2], str(tmp_path / "m2.jsonl"), str(sp))
     with pytest.raises(StepwiserError, match="appears in both"):
