@@ -66,16 +66,18 @@ def _panel(ax, runs: dict[str, list[dict]], keys: list[tuple[str, str, str]], wi
 
 def training_curves(runs: dict[str, list[dict]], path: str | Path, window: int = TRAIN_WINDOW) -> bool:
     """Two panels: GRPO reward and training accuracy per step (rolling means), and the validation balanced
-    accuracy at the evaluation steps. False (nothing written) when no run logged any of them."""
+    accuracy at the evaluation steps (greedy verdicts; dashed: P(Positive) at the dev-best threshold, no-CoT). False (nothing written) when no run logged any of them."""
     plt = _pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     drawn = _panel(left, runs, [("reward", "reward", "-"), ("accuracy", "train acc.", "--")], window,
                    f"reward and training accuracy (rolling mean of {window} steps)", "reward / accuracy")
     for i, (name, rows) in enumerate(runs.items()):
-        xs, ys = series(rows, "val_balanced_accuracy", 100.0)
-        if xs:
-            right.plot(xs, ys, "o-", color=f"C{i % 10}", ms=3, lw=1.2, label=name)
-            drawn = True
+        for key, style, what in (("val_balanced_accuracy", "o-", "greedy"),
+                                 ("val_calibrated_balanced_accuracy", "s--", "P(+) at a dev threshold")):
+            xs, ys = series(rows, key, 100.0)
+            if xs:
+                right.plot(xs, ys, style, color=f"C{i % 10}", ms=3, lw=1.2, label=f"{name}, {what}")
+                drawn = True
     right.axhline(50, color="grey", lw=0.8, ls=":", label="always one verdict (50)")
     right.set_title("validation balanced accuracy", fontsize=9)
     right.set_xlabel("step")

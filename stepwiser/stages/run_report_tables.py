@@ -105,30 +105,37 @@ def bench_table(runs: Mapping[str, dict]) -> list[str]:
 
 # --------------------------------------------------------------------------- judge training
 
-def val_points(rows: list[dict]) -> list[tuple[int, float]]:
-    """(step, validation balanced accuracy in percent) of a metrics.jsonl."""
-    return [(r["step"], 100.0 * r["val_balanced_accuracy"]) for r in rows
-            if isinstance(r.get("val_balanced_accuracy"), (int, float))]
+def val_points(rows: list[dict], key: str = "val_balanced_accuracy") -> list[tuple[int, float]]:
+    """(step, a validation figure in percent) of a metrics.jsonl: the greedy balanced accuracy, or with
+    `key` "val_calibrated_balanced_accuracy" the no-CoT judge's P(Positive) at its dev-best threshold."""
+    return [(r["step"], 100.0 * r[key]) for r in rows if isinstance(r.get(key), (int, float))]
+
+
+def _last_best(val: list[tuple[int, float]]) -> tuple[str, str]:
+    if not val:
+        return "-", "-"
+    best = max(val, key=lambda p: (p[1], -p[0]))
+    return f"{val[-1][1]:.1f} ({val[-1][0]})", f"{best[1]:.1f} ({best[0]})"
 
 
 def train_table(runs: Mapping[str, dict]) -> list[str]:
     """One row per train-judge folder ({"summary": manifest summary, "metrics": rows}): steps, last and
-    best validation balanced accuracy, time."""
-    out = ["| run | method | steps | last val. bal. acc. (step) | best val. bal. acc. (step) | time |",
-           "|---|---|---|---|---|---|"]
+    best validation balanced accuracy (greedy verdicts; and for no-CoT runs P(Positive) at the dev-best
+    threshold, the figure `select_checkpoint.py --by calibrated` selects on), time."""
+    out = ["| run | method | steps | last val. bal. acc. (step) | best val. bal. acc. (step) | "
+           "best val. bal. acc., P(+) at a dev threshold (step) | time |", "|---|---|---|---|---|---|---|"]
     for name, run in runs.items():
         rows, summary = run["metrics"], run["summary"]
         steps = summary.get("steps") or max((r.get("step", 0) for r in rows), default=None)
-        val = val_points(rows)
-        last = f"{val[-1][1]:.1f} ({val[-1][0]})" if val else "-"
-        best = max(val, key=lambda p: (p[1], -p[0])) if val else None
+        last, best = _last_best(val_points(rows))
+        _, calibrated = _last_best(val_points(rows, "val_calibrated_balanced_accuracy"))
         seconds = summary.get("seconds")
         if seconds is None:
             times = [r["time"] for r in rows if isinstance(r.get("time"), (int, float))]
             seconds = max(times) - min(times) if len(times) > 1 else None
         took = "-" if seconds is None else f"{seconds / 60:.1f} min"
         out.append(f"| {name} | {run['config'].get('method', '-')} | {steps if steps is not None else '-'} | {last} | "
-                   f"{f'{best[1]:.1f} ({best[0]})' if best else '-'} | {took} |")
+                   f"{best} | {calibrated} | {took} |")
     return out
 
 

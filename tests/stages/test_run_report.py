@@ -77,10 +77,12 @@ def make_bench(tmp: Path) -> Path:
 
 def make_train(tmp: Path) -> Path:
     out = tmp / "train"
-    rows = [{"step": 0, "time": 0.0, "val_n": 40, "val_balanced_accuracy": 0.5}]
+    rows = [{"step": 0, "time": 0.0, "val_n": 40, "val_balanced_accuracy": 0.5,
+             "val_calibrated_balanced_accuracy": 0.55}]
     rows += [{"step": i, "time": 30.0 * i, "reward": 0.1 * i, "accuracy": 0.5, "zero_variance_groups": 0.25,
               "format_failure": 0.0625} for i in range(1, 5)]
-    rows += [{"step": 4, "time": 120.0, "val_n": 40, "val_balanced_accuracy": 0.62}]
+    rows += [{"step": 4, "time": 120.0, "val_n": 40, "val_balanced_accuracy": 0.62,
+              "val_calibrated_balanced_accuracy": 0.5}]
     _jsonl(out / "metrics.jsonl", rows)
     _write(out / "manifest.json", {"stage": "train-judge", "complete": True, "summary": {"steps": 4, "seconds": 120.0},
                                    "config": {"method": "grpo-nocot", "model": "policy", "data": "jd", "lr": 3e-4,
@@ -161,7 +163,7 @@ def test_full_report(inputs):
     assert "| exact (40 chunks, 20 problems) |" in exact
     assert _row(text, "| pos vs mid | MC").split("|")[3].strip().startswith("-37.5 [")
     assert _row(text, "| mid | 66.7 |") == "| mid | 66.7 | 100.0 | 50.0 | 4 |"
-    assert _row(text, "| nocot |") == "| nocot | grpo-nocot | 4 | 62.0 (4) | 62.0 (4) | 2.0 min |"
+    assert _row(text, "| nocot |") == "| nocot | grpo-nocot | 4 | 62.0 (4) | 62.0 (4) | 55.0 (0) | 2.0 min |"
     assert "Produced by: `stepwiser train-judge` with method=grpo-nocot, model=policy, data=jd, lr=0.0003" in text
     assert _row(text, "| ann |") == "| ann | 2 | 5 | 12 | 16 | 33.3% | 0.0% | - |"
     search = _row(text, "| mid | 4 |")
