@@ -21,14 +21,14 @@ from pathlib import Path
 
 from stepwiser.judges.base import JUDGE_META
 from stepwiser.stages.export_judge import export_checkpoint
+from stepwiser.train.judge_metrics import read_metrics
 
 KEYS = {"greedy": "val_balanced_accuracy", "calibrated": "val_calibrated_balanced_accuracy"}
 
 
 def candidates(run: Path, key: str, allow_step0: bool, only: int | None) -> list[tuple[float, int, Path, dict]]:
     out = []
-    for line in open(run / "metrics.jsonl", encoding="utf-8"):
-        d = json.loads(line)
+    for d in read_metrics(run):
         if key in d and (d["step"] > 0 or allow_step0 or only == 0) and only in (None, d["step"]):
             out.append((d[key], d["step"], run, d))
     return out

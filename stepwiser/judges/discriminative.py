@@ -11,8 +11,8 @@ verdict is Positive when the score is at least `threshold`. Scoring is one batch
 from __future__ import annotations
 
 from stepwiser.errors import StepwiserError
-from stepwiser.judges.prompts import DISC_NEG, DISC_POS, disc_messages
 from stepwiser.judges.base import JudgeItem, Judgment
+from stepwiser.judges.prompts import DISC_NEG, DISC_POS, disc_messages
 
 
 def disc_prompt_messages(item: JudgeItem) -> list[dict]:
@@ -100,13 +100,19 @@ class DiscriminativeJudge:
                                   self.pos_id, self.neg_id, self.batch_size)
 
     def judge(self, items: list[JudgeItem], k: int = 1) -> list[Judgment]:
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
-        if not items:
-            return []
-        out = []
-        for p in self.scores(items):
-            v = int(p >= self.threshold)
-            out.append(Judgment(verdicts=[v] * k, texts=[DISC_POS if v else DISC_NEG] * k, tokens=0, scores=[p] * k))
-        return out
+        return scored_judgments(self, items, k, (DISC_POS, DISC_NEG))
+
+
+def scored_judgments(judge, items: list[JudgeItem], k: int, texts: tuple[str, str]) -> list[Judgment]:
+    """The judgments of a scoring judge (`judge.scores(items)`, `judge.threshold`): k identical samples per
+    item, verdict = [score >= threshold], scores = [P(+)], texts = texts[0] (Positive) or texts[1], tokens 0."""
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    if not items:
+        return []
+    out = []
+    for p in judge.scores(items):
+        v = int(p >= judge.threshold)
+        out.append(Judgment(verdicts=[v] * k, texts=[texts[0] if v else texts[1]] * k, tokens=0, scores=[p] * k))
+    return out
 

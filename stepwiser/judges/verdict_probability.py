@@ -15,7 +15,7 @@ from __future__ import annotations
 from stepwiser.engines import Request
 from stepwiser.errors import StepwiserError
 from stepwiser.judges.base import JudgeItem, Judgment
-from stepwiser.judges.discriminative import pair_probabilities
+from stepwiser.judges.discriminative import pair_probabilities, scored_judgments
 from stepwiser.judges.prompts import judge_messages
 
 VERDICTS = ("\\boxed{Positive}", "\\boxed{Negative}")
@@ -68,12 +68,4 @@ class VerdictProbabilityJudge:
         return pair_probabilities(self.engine.hf_model, ids, pad, self.pos_id, self.neg_id, self.batch_size)
 
     def judge(self, items: list[JudgeItem], k: int = 1) -> list[Judgment]:
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
-        if not items:
-            return []
-        out = []
-        for p in self.scores(items):
-            v = int(p >= self.threshold)
-            out.append(Judgment(verdicts=[v] * k, texts=[VERDICTS[1 - v]] * k, tokens=0, scores=[p] * k))
-        return out
+        return scored_judgments(self, items, k, VERDICTS)

@@ -18,10 +18,10 @@ from stepwiser.io.records import (
     Sample,
     iter_jsonl,
     manifest_path,
-    write_json,
     parse_record,
     read_records,
     sample_key,
+    write_json,
 )
 
 
