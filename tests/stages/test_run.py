@@ -30,9 +30,14 @@ p.add_argument("--n", type=int, default=3)
 p.add_argument("--sleep", type=float, default=0.0)
 p.add_argument("--fail", type=int, default=0)
 p.add_argument("--tag", default="")
+p.add_argument("--wait-for", default="")
+p.add_argument("--wait-s", type=float, default=0.0)
 a = p.parse_args()
 with open(a.out + ".starts", "a") as f:
     f.write(os.environ["STEPWISER_OVERWRITE"] + "\\n")
+t_end = time.time() + a.wait_s       # a barrier: wait (at most wait_s) for another step to have started
+while a.wait_for and not os.path.exists(a.wait_for) and time.time() < t_end:
+    time.sleep(0.05)
 if a.fail:
     print("boom: failing on purpose", flush=True)
     sys.exit(a.fail)
@@ -366,17 +371,21 @@ def test_step_needs_follows_the_paths_steps_name(tmp_path):
     assert not mentions("{out}/x-2", "{out}/x") and not mentions("{out}/xy/z", "{out}/x")
 
 
-def _timed_recipe(tmp_path: Path, fail_b: int = 0) -> Path:
+def _timed_recipe(tmp_path: Path, fail_b: int = 0, barrier_s: float = 0.0) -> Path:
+    """a, b, c, then s1 and s2 (independent) and join (needs both). With `barrier_s`, s1 finishes only
+    after s2 has started (or after barrier_s seconds): run at once, s2 always starts before s1 ends,
+    however slow the machine; run in order, s1 ends first."""
     work = str(tmp_path / "work.py")
+    barrier = {"wait_for": "{out}/s2.txt.starts", "wait_s": barrier_s} if barrier_s else {}
     return make_recipe(tmp_path, {"n": 2, "sleep": 0.4}, extra=[
-        {"name": "s1", "script": work, "options": {"out": "{out}/s1.txt", "n": 2, "sleep": 0.4}},
+        {"name": "s1", "script": work, "options": {"out": "{out}/s1.txt", "n": 2, "sleep": 0.4, **barrier}},
         {"name": "s2", "script": work, "options": {"out": "{out}/s2.txt", "n": 2, "sleep": 0.4, "fail": fail_b}},
         {"name": "join", "script": work, "options": {"out": "{out}/join.txt", "n": 1, "tag": "{out}/s1.txt {out}/s2.txt"}},
     ])
 
 
 def test_jobs_run_independent_steps_at_once_and_wait_for_inputs(tmp_path, capfd):
-    recipe = _timed_recipe(tmp_path)
+    recipe = _timed_recipe(tmp_path, barrier_s=60)
     out = tmp_path / "out"
     t0 = time.time()
     summary, _ = go(recipe, jobs=3)
@@ -384,7 +393,7 @@ def test_jobs_run_independent_steps_at_once_and_wait_for_inputs(tmp_path, capfd)
     items = {n: (out / f"{n}.txt").stat() for n in ("c", "s1", "s2", "join")}
     # c, s1 and s2 (0.8 s of work each) overlapped: join, which needs s1 and s2, was written after both
     assert items["join"].st_mtime_ns >= max(items["s1"].st_mtime_ns, items["s2"].st_mtime_ns)
-    assert time.time() - t0 < 0.8 * 3 + 6
+    assert time.time() - t0 < 60                 # s1 did not wait out its barrier: s2 ran beside it
     printed = capfd.readouterr().out            # the steps' own output, each line prefixed with its step
     assert "[s1] script done 0 resumed" in printed and "[s2] script done 0 resumed" in printed
     m = json.loads((out / "manifest.json").read_text())
@@ -464,7 +473,7 @@ def test_prefix_sink_prints_whole_lines_and_a_bars_last_state():
 
 
 def test_recipe_jobs_is_the_default_and_the_flag_wins(tmp_path):
-    recipe = _timed_recipe(tmp_path)
+    recipe = _timed_recipe(tmp_path, barrier_s=60)
     data = yaml.safe_load(recipe.read_text())
     data["run"]["jobs"] = 3
     recipe.write_text(yaml.safe_dump(data, sort_keys=False))
@@ -472,7 +481,7 @@ def test_recipe_jobs_is_the_default_and_the_flag_wins(tmp_path):
     _, text = go(recipe)
     assert "Up to 3 steps at once" in " ".join(text.split())
     assert (out / "s2.txt.starts").stat().st_mtime < (out / "s1.txt").stat().st_mtime      # ran at once
-    _, text = go(recipe, jobs=1, force=True)
+    _, text = go(recipe, jobs=1, force=True, overrides=["s1.wait_s=0"])
     assert "steps at once" not in text
     assert (out / "s2.txt.starts").stat().st_mtime >= (out / "s1.txt").stat().st_mtime     # in order
     data["run"]["jobs"] = 0
