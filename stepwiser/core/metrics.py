@@ -177,9 +177,10 @@ def best_threshold(labels, scores) -> tuple[float, float]:
         raise ValueError("need one score per label and both classes among the labels")
     distinct = np.unique(s)
     cands = np.unique(np.concatenate([[0.5], (distinct[1:] + distinct[:-1]) / 2.0]))
-    pos = s[y == 1][None, :] >= cands[:, None]
-    neg = s[y == 0][None, :] < cands[:, None]
-    bacc = (pos.mean(1) + neg.mean(1)) / 2.0
+    pos, neg = np.sort(s[y == 1]), np.sort(s[y == 0])
+    below_pos = np.searchsorted(pos, cands, side="left")     # per cut: Positives scored below it (missed)
+    below_neg = np.searchsorted(neg, cands, side="left")     # Negatives scored below it (right)
+    bacc = ((len(pos) - below_pos) / len(pos) + below_neg / len(neg)) / 2.0
     order = np.lexsort((cands, np.abs(cands - 0.5), -bacc))   # the last key sorts first
     return float(cands[order[0]]), float(bacc[order[0]])
 

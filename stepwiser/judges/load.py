@@ -58,7 +58,8 @@ def load_judge(model: str, engine_opts: dict | None = None, kind: str = "auto", 
     """
     model = final_dir(model)
     meta = judge_meta(model)
-    kind, cut = judge_reading(model, kind, threshold).values()
+    reading = judge_reading(model, kind, threshold)
+    kind, cut = reading["kind"], reading["threshold"]
     if kind == "discriminative":
         from stepwiser.judges.discriminative import DiscriminativeJudge
         return DiscriminativeJudge(model, threshold=cut, device=(engine_opts or {}).get("device"))

@@ -281,4 +281,3 @@ def _summary(cfg: LabelsEvalConfig, path: Path, examples: list, out: Path, secon
         "bootstrap": cfg.bootstrap, "seed": cfg.seed, "time": datetime.now(UTC).isoformat(timespec="seconds"),
         "seconds_this_run": round(seconds, 1), "read_as": reading_or_none(cfg.judge, cfg.judge_kind, cfg.threshold)}
     return summary
-
