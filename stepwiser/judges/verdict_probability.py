@@ -21,7 +21,7 @@ from stepwiser.judges.prompts import judge_messages
 VERDICTS = ("\\boxed{Positive}", "\\boxed{Negative}")
 
 
-def verdict_tokens(engine, prompt: str = "compact") -> tuple[list[int], int, int]:
+def verdict_tokens(engine, prompt: str = "full") -> tuple[list[int], int, int]:
     """(shared opening ids, first Positive id, first Negative id) of the two verdicts as the engine's
     tokenizer writes them after a judge prompt (a probe item; the prompt ends at the generation prompt)."""
     probe = JudgeItem(problem="1 + 1", history=[], chunk="2")
