@@ -7,7 +7,7 @@ from stepwiser.io.config import option
 from stepwiser.judges.base import StepJudge, final_dir, judge_meta
 from stepwiser.judges.generative import GenerativeJudge
 
-JUDGE_KINDS = ("auto", "generative", "discriminative", "verdict-probability")
+JUDGE_KINDS = ("auto", "generative", "discriminative", "verdict-probability", "position")
 DEFAULT_THRESHOLD = 0.5
 THRESHOLD_HELP = ("A chunk is Negative when its P(positive) is below it: a discriminative judge, or a no-CoT judge read "
                   "by its verdict probability (default: the threshold its folder records from dev, else 0.5).")
@@ -27,6 +27,10 @@ class JudgeOptions:
 def judge_reading(model: str, kind: str = "auto", threshold: float | None = None) -> dict:
     """How `load_judge` reads `model`: {"kind": the judge kind, "threshold": the cut of a scored kind, else
     None} (auto: the folder's `stepwiser_judge.json`; summaries record it)."""
+    if kind == "position":   # a floor fitted on dev examples, not a model folder (judges/position.py)
+        from stepwiser.judges.position import PositionJudge
+        reading = PositionJudge.from_data(model).reading()
+        return {**reading, "threshold": reading["threshold"] if threshold is None else threshold}
     meta = judge_meta(final_dir(model))
     if kind == "auto":
         kind = "verdict-probability" if meta.get("score") == "verdict_probability" else meta.get("kind", "generative")
@@ -52,10 +56,17 @@ def load_judge(model: str, engine_opts: dict | None = None, kind: str = "auto", 
     generative: any chat model on any engine (engine_opts as built by the CLI; default hf), sampled verdicts;
     verdict-probability: a no-CoT generative judge scored by P(Positive) on the hf engine (a folder whose
     metadata says `"score": "verdict_probability"` loads so under auto, with its recorded threshold);
-    discriminative: a disc-SFT model scored by P(+) on transformers. `threshold` (None: the folder's, else
-    0.5) decides the verdict of the two scored kinds. A `train-judge` output folder stands for its `final/`
+    discriminative: a disc-SFT model scored by P(+) on transformers; position: the position-rule floor
+    fitted on the dev examples `model` names (a judge-data folder's val.jsonl or a JSONL file;
+    judges/position.py). `threshold` (None: the folder's, else 0.5; position: its dev-chosen one) decides the
+    verdict of the scored kinds. A `train-judge` output folder stands for its `final/`
     model. `max_tokens` (None: 1024 with CoT, 32 without) bounds each judgment of a generative judge.
     """
+    if kind == "position":
+        from stepwiser.judges.position import PositionJudge
+        judge = PositionJudge.from_data(model)
+        judge.threshold = judge.threshold if threshold is None else threshold
+        return judge
     model = final_dir(model)
     meta = judge_meta(model)
     reading = judge_reading(model, kind, threshold)
